@@ -1,0 +1,222 @@
+// The CPU executor: binds feeds, owns the arena (allocated on the first run for a batch size
+// and reused after), and runs the groups of the plan in schedule order as direct calls.
+#pragma once
+#include <array>
+#include <string>
+#include <utility>
+#include "../../runtime/variables.hpp"
+#include "../../runtime/view.hpp"
+#include "fused.hpp"
+#include "layout.hpp"
+#include "matmul.hpp"
+#include "reduce.hpp"
+
+namespace kiln {
+
+struct cpu {};
+
+// The values a run produced. They live in the executor and stay valid until its next run.
+template <std::size_t NO> class run_outputs {
+ public:
+  std::array<std::string_view, NO> names{};
+  std::array<value_ref, NO> values{};
+
+  const value_ref& operator[](std::string_view name) const {
+    for (std::size_t i = 0; i < NO; ++i)
+      if (names[i] == name) return values[i];
+    std::string known;
+    for (auto n : names) known += (known.empty() ? "" : ", ") + std::string(n);
+    throw error("kiln: unknown output '" + std::string(name) + "'; outputs are: " + (known.empty() ? "(none)" : known));
+  }
+  template <scalar_type T> tensor_view<const T> get(std::string_view name) const { return (*this)[name].template as<T>(); }
+};
+
+namespace cpu_detail {
+template <class F> void for_each_dtype_value(dtype t, F&& f) { detail::with_ctype(t, f); }
+}
+
+template <class P> class cpu_executor {
+ public:
+  using program_type = P;
+  static constexpr const auto& plan = P::plan;
+  static constexpr const auto& nodes = P::nodes;
+  static constexpr std::size_t N = P::N;
+
+  explicit cpu_executor(variables* shared_store = nullptr) : store_(shared_store) {
+    if (!store_) {
+      owned_store_ = std::make_unique<variables>();
+      store_ = owned_store_.get();
+    }
+    for (int v = 0; v < plan.n_variables; ++v) {
+      const int n = plan.variables[std::size_t(v)];
+      values_[std::size_t(n)] = store_->bind(nodes[std::size_t(n)], std::span<const double>(P::pool.data(), P::pool.size()), graph_seed);
+    }
+    std::size_t bytes = 0;
+    for (int c = 0; c < plan.n_constants; ++c) {
+      const node& n = nodes[std::size_t(plan.constants[std::size_t(c)])];
+      bytes += std::size_t(align_bytes(n.out.static_elements() * std::int64_t(size_of(n.type))));
+    }
+    constants_.reset(bytes);
+    std::size_t off = 0;
+    for (int c = 0; c < plan.n_constants; ++c) {
+      const int id = plan.constants[std::size_t(c)];
+      const node& n = nodes[std::size_t(id)];
+      std::byte* dst = constants_.data() + off;
+      detail::with_ctype(n.type, [&](auto zero) {
+        using T = decltype(zero);
+        for (std::int64_t i = 0; i < n.out.static_elements(); ++i) reinterpret_cast<T*>(dst)[i] = static_cast<T>(P::pool[std::size_t(n.a[0] + i)]);
+      });
+      values_[std::size_t(id)] = dst;
+      off += std::size_t(align_bytes(n.out.static_elements() * std::int64_t(size_of(n.type))));
+    }
+    for (std::size_t i = 0; i < P::NO; ++i) outputs_.names[i] = P::outputs[i].name.view();
+  }
+
+  cpu_executor(const cpu_executor&) = delete;
+  cpu_executor& operator=(const cpu_executor&) = delete;
+
+  const run_outputs<P::NO>& run(std::initializer_list<feed> feeds = {}) { return run(std::span<const feed>(feeds.begin(), feeds.size())); }
+
+  const run_outputs<P::NO>& run(std::span<const feed> feeds) {
+    const std::int64_t batch_size = bind_feeds(feeds);
+    prepare_arena(batch_size);
+    resolve_aliases();
+    const cpu_detail::context ctx{values_.data(), batch_size};
+    run_schedule(ctx, std::make_index_sequence<std::size_t(plan.n_groups)>{});
+    for (std::size_t i = 0; i < P::NO; ++i) {
+      const node& n = nodes[std::size_t(P::outputs[i].node)];
+      outputs_.values[i] = value_ref{values_[std::size_t(P::outputs[i].node)], n.type, dims::of(n.out, batch_size)};
+    }
+    return outputs_;
+  }
+
+  variables& vars() { return *store_; }
+  template <scalar_type T> tensor_view<T> variable(std::string_view name) { return store_->get<T>(name); }
+  std::int64_t arena_allocations() const { return arena_allocations_; }
+  std::size_t arena_bytes() const { return arena_.size(); }
+
+  static constexpr std::uint64_t graph_seed = 0x6b696c6e;
+
+ private:
+  std::int64_t bind_feeds(std::span<const feed> feeds) {
+    std::array<bool, std::size_t(plan.n_feeds) + 1> bound{};
+    std::int64_t batch_size = -1;
+    const char* batch_from = nullptr;
+    for (const feed& f : feeds) {
+      int slot = -1;
+      for (int i = 0; i < plan.n_feeds && slot < 0; ++i)
+        if (nodes[std::size_t(plan.feeds[std::size_t(i)])].name.view() == f.name) slot = i;
+      if (slot < 0) {
+        if (declared_placeholder(f.name)) continue;  // declared, but no output needs it
+        throw error("kiln: feed '" + std::string(f.name) + "' matches no placeholder; placeholders are: " + placeholder_list());
+      }
+      const node& n = nodes[std::size_t(plan.feeds[std::size_t(slot)])];
+      const std::string expected = std::string(name_of(n.type)) + " " + to_string(n.out);
+      const std::string got = std::string(name_of(f.value.type)) + " " + to_string(f.value.shape);
+      if (f.value.type != n.type || f.value.shape.rank != n.out.rank)
+        throw error("kiln: placeholder '" + std::string(f.name) + "' expects " + expected + ", got " + got);
+      for (int d = 0; d < n.out.rank; ++d) {
+        if (n.out.dim[d] == batch) {
+          if (batch_size >= 0 && f.value.shape.d[d] != batch_size)
+            throw error("kiln: placeholder '" + std::string(f.name) + "' has batch " + std::to_string(f.value.shape.d[d]) +
+                        " but '" + std::string(batch_from) + "' has batch " + std::to_string(batch_size));
+          batch_size = f.value.shape.d[d];
+          batch_from = n.name.text;
+        } else if (f.value.shape.d[d] != n.out.dim[d]) {
+          throw error("kiln: placeholder '" + std::string(f.name) + "' expects " + expected + ", got " + got);
+        }
+      }
+      if (!f.value.data && f.value.shape.elements() > 0) throw error("kiln: feed '" + std::string(f.name) + "' has no data");
+      bound[std::size_t(slot)] = true;
+      values_[std::size_t(plan.feeds[std::size_t(slot)])] = const_cast<void*>(f.value.data);
+    }
+    for (int i = 0; i < plan.n_feeds; ++i)
+      if (!bound[std::size_t(i)]) {
+        const node& n = nodes[std::size_t(plan.feeds[std::size_t(i)])];
+        throw error("kiln: missing feed for placeholder '" + std::string(n.name.view()) + "' (" + std::string(name_of(n.type)) + " " + to_string(n.out) + ")");
+      }
+    return batch_size < 0 ? 1 : batch_size;
+  }
+
+  static bool declared_placeholder(std::string_view name) {
+    for (const node& n : nodes)
+      if (n.kind == op::placeholder && n.name.view() == name) return true;
+    return false;
+  }
+  static std::string placeholder_list() {
+    std::string s;
+    for (const node& n : nodes)
+      if (n.kind == op::placeholder) s += (s.empty() ? "" : ", ") + std::string(n.name.view());
+    return s.empty() ? "(none)" : s;
+  }
+
+  void prepare_arena(std::int64_t batch_size) {
+    if (batch_size == arena_batch_) return;
+    const std::size_t bytes = std::size_t(plan.arena_bytes(batch_size));
+    if (bytes > arena_.size()) {
+      arena_.reset(bytes);
+      ++arena_allocations_;
+    }
+    std::array<std::int64_t, N + 1> slot_offset{};
+    std::int64_t off = 0;
+    for (int s = 0; s < plan.n_slots; ++s) {
+      slot_offset[std::size_t(s)] = off;
+      off += align_bytes(plan.slots[std::size_t(s)].fixed + plan.slots[std::size_t(s)].per_batch * batch_size);
+    }
+    for (std::size_t i = 0; i < N; ++i)
+      if (plan.storage[i] == storage_kind::arena) values_[i] = arena_.data() + slot_offset[std::size_t(plan.storage_ref[i])];
+    arena_batch_ = batch_size;
+  }
+
+  void resolve_aliases() {
+    for (std::size_t i = 0; i < N; ++i)
+      if (plan.storage[i] == storage_kind::alias) values_[i] = values_[std::size_t(plan.storage_root(int(i)))];
+  }
+
+  template <std::size_t... S> void run_schedule(const cpu_detail::context& ctx, std::index_sequence<S...>) {
+    (run_group<plan.schedule[S]>(ctx), ...);
+  }
+
+  template <int G> static void run_group(const cpu_detail::context& ctx) {
+    constexpr group_info g = plan.groups[std::size_t(G)];
+    if constexpr (g.kind == group_kind::elementwise) {
+      if constexpr (g.anchor >= 0) cpu_detail::matmul_group<P, G>::run(ctx);
+      else {
+        using loop = cpu_detail::fused_expr<P, G, g.root, g.root>;
+        loop::run_all(ctx, static_cast<typename loop::out_t*>(ctx.values[g.root]));
+      }
+    } else if constexpr (g.kind == group_kind::reduction) {
+      cpu_detail::reduction<P, G>::run(ctx);
+    } else if constexpr (g.kind == group_kind::matmul) {
+      cpu_detail::matmul_group<P, G>::run(ctx);
+    } else if constexpr (g.kind == group_kind::layout) {
+      cpu_detail::layout_group<P, G>::run(ctx);
+    } else if constexpr (g.kind == group_kind::gather) {
+      cpu_detail::gather_group<P, G>::run(ctx);
+    } else {
+      constexpr const node& a = nodes[std::size_t(g.root)];
+      using loop = cpu_detail::fused_expr<P, G, a.in[1], g.root>;
+      loop::run_all(ctx, static_cast<typename loop::out_t*>(ctx.values[a.in[0]]));
+    }
+  }
+
+  variables* store_ = nullptr;
+  std::unique_ptr<variables> owned_store_;
+  std::array<void*, N + 1> values_{};
+  aligned_buffer constants_;
+  aligned_buffer arena_;
+  std::int64_t arena_batch_ = -1;
+  std::int64_t arena_allocations_ = 0;
+  run_outputs<P::NO> outputs_{};
+};
+
+// compile<cpu>(model): everything that can be decided at compile time already has been; this
+// creates (or binds) the variables and returns the executor.
+template <class Backend, model M>
+  requires std::same_as<Backend, cpu>
+auto compile(M, variables* store = nullptr) {
+  static_assert(program<M>::ok);
+  return cpu_executor<program<M>>(store);
+}
+
+}  // namespace kiln

@@ -1,0 +1,142 @@
+// Reductions of the form out[a, c] = reduce_r in[a, r, c]. The input is read straight from its
+// buffer, or, when an elementwise producer was fused in, computed in small chunks on the stack.
+// Accumulation order depends only on the shape, never on the thread count.
+#pragma once
+#include <algorithm>
+#include <limits>
+#include "fused.hpp"
+
+namespace kiln::cpu_detail {
+
+inline constexpr std::int64_t reduce_chunk = 512;
+
+template <class P, int G> struct reduction {
+  static constexpr const node& r = P::nodes[P::plan.groups[G].root];
+  static constexpr int X = r.in[0];
+  static constexpr const node& x = P::nodes[X];
+  static constexpr bool fused_input = P::plan.reads_inline(X, G);
+  using in_t = ctype<x.type>;
+  using out_t = ctype<r.type>;
+  using input = fused_expr<P, G, X, X>;
+  static constexpr op kind = r.kind;
+
+  // Pointer to input elements [begin, begin + n), n <= reduce_chunk.
+  static KILN_INLINE const in_t* source(const context& ctx, in_t* scratch, std::int64_t begin, std::int64_t n) {
+    if constexpr (fused_input) {
+      input::run(ctx, scratch, begin, begin + n);
+      return scratch;
+    } else {
+      return static_cast<const in_t*>(ctx.values[X]) + begin;
+    }
+  }
+
+  static constexpr in_t identity() {
+    if constexpr (kind == op::reduce_max || kind == op::argmax) return std::numeric_limits<in_t>::lowest();
+    else if constexpr (kind == op::reduce_min) return std::numeric_limits<in_t>::max();
+    else return in_t(0);
+  }
+  static KILN_INLINE in_t combine(in_t a, in_t b) {
+    if constexpr (kind == op::reduce_max) return b > a ? b : a;
+    else if constexpr (kind == op::reduce_min) return b < a ? b : a;
+    else return in_t(a + b);
+  }
+
+  // reduce n contiguous values, lanes kept separate for SIMD (fixed order, so deterministic)
+  static KILN_INLINE in_t reduce_contiguous(const in_t* p, std::int64_t n) {
+    constexpr int lanes = 8;
+    in_t acc[lanes];
+    for (int l = 0; l < lanes; ++l) acc[l] = identity();
+    std::int64_t i = 0;
+    for (; i + lanes <= n; i += lanes)
+      for (int l = 0; l < lanes; ++l) acc[l] = combine(acc[l], p[i + l]);
+    for (; i < n; ++i) acc[0] = combine(acc[0], p[i]);
+    in_t total = identity();
+    for (int l = 0; l < lanes; ++l) total = combine(total, acc[l]);
+    return total;
+  }
+
+  static void run(const context& ctx) {
+    std::int64_t A = 1, R = 1, C = 1;
+    for (int d = 0; d < x.out.rank; ++d) {
+      const std::int64_t e = x.out.extent(d, ctx.batch);
+      if (d < r.a[0]) A *= e;
+      else if (d <= r.a[1]) R *= e;
+      else C *= e;
+    }
+    out_t* out = static_cast<out_t*>(ctx.values[P::plan.groups[G].root]);
+    const std::int64_t item_cost = input::cost;
+    if constexpr (kind == op::argmax) {
+      parallel_range(A * C, R * item_cost, [&](std::int64_t b, std::int64_t e) {
+        for (std::int64_t o = b; o < e; ++o) {
+          const std::int64_t a = o / C, c = o % C;
+          in_t best = identity();
+          std::int32_t best_index = 0;
+          in_t scratch[1];
+          for (std::int64_t i = 0; i < R; ++i) {
+            const in_t v = *source(ctx, scratch, (a * R + i) * C + c, 1);
+            if (v > best) { best = v; best_index = std::int32_t(i); }
+          }
+          out[o] = best_index;
+        }
+      });
+    } else if (C == 1) {
+      // contiguous rows; a single huge row is split into fixed blocks combined in order
+      const std::int64_t block = std::max<std::int64_t>(reduce_chunk * 64, (R + 255) / 256);
+      const std::int64_t blocks = (R + block - 1) / block;
+      if (A == 1 && blocks > 1) {
+        in_t partial[256];
+        parallel_range(blocks, block * item_cost, [&](std::int64_t b, std::int64_t e) {
+          alignas(64) in_t scratch[reduce_chunk];
+          for (std::int64_t k = b; k < e; ++k) {
+            in_t acc = identity();
+            const std::int64_t end = std::min(R, (k + 1) * block);
+            for (std::int64_t i = k * block; i < end; i += reduce_chunk) {
+              const std::int64_t n = std::min(reduce_chunk, end - i);
+              acc = combine(acc, reduce_contiguous(source(ctx, scratch, i, n), n));
+            }
+            partial[k] = acc;
+          }
+        });
+        in_t acc = identity();
+        for (std::int64_t k = 0; k < blocks; ++k) acc = combine(acc, partial[k]);
+        out[0] = finish(acc, R);
+      } else {
+        parallel_range(A, R * item_cost, [&](std::int64_t b, std::int64_t e) {
+          alignas(64) in_t scratch[reduce_chunk];
+          for (std::int64_t a = b; a < e; ++a) {
+            in_t acc = identity();
+            for (std::int64_t i = 0; i < R; i += reduce_chunk) {
+              const std::int64_t n = std::min(reduce_chunk, R - i);
+              acc = combine(acc, reduce_contiguous(source(ctx, scratch, a * R + i, n), n));
+            }
+            out[a] = finish(acc, R);
+          }
+        });
+      }
+    } else {
+      // strided: accumulate whole rows of C values, parallel over (a, column chunk)
+      const std::int64_t col_chunks = (C + reduce_chunk - 1) / reduce_chunk;
+      parallel_range(A * col_chunks, R * reduce_chunk * item_cost, [&](std::int64_t b, std::int64_t e) {
+        alignas(64) in_t scratch[reduce_chunk];
+        alignas(64) in_t acc[reduce_chunk];
+        for (std::int64_t t = b; t < e; ++t) {
+          const std::int64_t a = t / col_chunks, c0 = (t % col_chunks) * reduce_chunk;
+          const std::int64_t n = std::min(reduce_chunk, C - c0);
+          for (std::int64_t j = 0; j < n; ++j) acc[j] = identity();
+          for (std::int64_t i = 0; i < R; ++i) {
+            const in_t* p = source(ctx, scratch, (a * R + i) * C + c0, n);
+            for (std::int64_t j = 0; j < n; ++j) acc[j] = combine(acc[j], p[j]);
+          }
+          for (std::int64_t j = 0; j < n; ++j) out[a * C + c0 + j] = finish(acc[j], R);
+        }
+      });
+    }
+  }
+
+  static KILN_INLINE out_t finish(in_t acc, std::int64_t count) {
+    if constexpr (kind == op::reduce_mean) return out_t(acc / in_t(count > 0 ? count : 1));
+    else return out_t(acc);
+  }
+};
+
+}  // namespace kiln::cpu_detail

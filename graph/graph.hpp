@@ -1,0 +1,238 @@
+// The graph builder. A model is a constexpr function that fills a `graph` and returns it; the
+// compiler evaluates it while compiling, so every shape rule below runs at C++ compile time.
+#pragma once
+#include <initializer_list>
+#include <source_location>
+#include <string_view>
+#include <vector>
+#include "node.hpp"
+
+namespace kiln {
+
+class graph;
+
+// A handle to a node of a graph under construction. Invalid handles (after an error) propagate.
+struct tensor {
+  graph* g = nullptr;
+  int id = -1;
+  constexpr bool valid() const { return g != nullptr && id >= 0; }
+  constexpr const node& info() const;
+  constexpr dtype type() const { return info().type; }
+  constexpr const kiln::shape& shape() const { return info().out; }
+  constexpr int rank() const { return info().out.rank; }
+};
+
+struct initializer {
+  init_kind kind = init_kind::zeros;
+  double p0 = 0, p1 = 0;
+  std::uint64_t seed = 0;
+};
+
+namespace init {
+constexpr initializer zeros() { return {init_kind::zeros}; }
+constexpr initializer constant(double v) { return {init_kind::constant, v}; }
+constexpr initializer uniform(double lo, double hi, std::uint64_t seed = 0) { return {init_kind::uniform, lo, hi, seed}; }
+constexpr initializer normal(double mean, double stddev, std::uint64_t seed = 0) { return {init_kind::normal, mean, stddev, seed}; }
+constexpr initializer truncated_normal(double mean, double stddev, std::uint64_t seed = 0) {
+  return {init_kind::truncated_normal, mean, stddev, seed};
+}
+// He et al. 2015: normal(0, sqrt(2 / fan_in)), truncated at 2 stddev as in Keras' he_normal.
+constexpr initializer he_normal(std::uint64_t seed = 0) { return {init_kind::he_normal, 0, 0, seed}; }
+// Glorot & Bengio 2010: uniform(±sqrt(6 / (fan_in + fan_out))).
+constexpr initializer glorot_uniform(std::uint64_t seed = 0) { return {init_kind::glorot_uniform, 0, 0, seed}; }
+// start, start + step, ... in row-major order.
+constexpr initializer arange(double start = 0, double step = 1) { return {init_kind::arange, start, step}; }
+}  // namespace init
+
+struct output_entry {
+  name_text name{};
+  int node = -1;
+};
+
+class graph {
+ public:
+  std::vector<node> nodes;
+  std::vector<double> pool;  // values of tensor constants and explicit variable initializers
+  std::vector<output_entry> outputs;
+  message_text error{};
+  std::uint64_t seed = 0x6b696c6e;  // graph-level seed, combined with per-variable seeds
+
+  constexpr graph() = default;
+  constexpr graph(const graph& o) = default;
+  constexpr graph& operator=(const graph&) = default;
+
+  constexpr bool ok() const { return error.empty(); }
+  constexpr const node& at(int id) const { return nodes[std::size_t(id)]; }
+
+  // Records the first error; later errors are consequences of it and are dropped.
+  constexpr tensor fail(const message_text& m) {
+    if (error.empty()) error = m;
+    return tensor{this, -1};
+  }
+  template <class... Parts> constexpr tensor fail_with(std::string_view op_name, const std::source_location& loc, const Parts&... parts) {
+    message_text m;
+    m.append(op_name).append(": ");
+    (append_part(m, parts), ...);
+    append_location(m, loc);
+    return fail(m);
+  }
+
+  // Adds a node, or returns the identical node that already exists (common subexpressions).
+  constexpr tensor add(node n, const std::source_location& loc) {
+    for (std::size_t i = 0; i < nodes.size(); ++i)
+      if (nodes[i].kind == n.kind && nodes[i].same_computation(n)) return tensor{this, int(i)};
+    n.line = int(loc.line());
+    n.file = name_text(basename(loc.file_name()));
+    nodes.push_back(n);
+    return tensor{this, int(nodes.size()) - 1};
+  }
+
+  constexpr tensor placeholder(std::string_view name, dtype t, kiln::shape s,
+                               std::source_location loc = std::source_location::current()) {
+    if (!ok()) return tensor{this, -1};
+    for (int i = 1; i < s.rank; ++i)
+      if (s.dim[i] == batch) return fail_with("placeholder", loc, "'", name, "': only the leading dimension may be kiln::batch");
+    if (auto existing = find_named(op::placeholder, name); existing >= 0) {
+      if (!(nodes[std::size_t(existing)].out == s) || nodes[std::size_t(existing)].type != t)
+        return fail_with("placeholder", loc, "'", name, "' declared twice with different dtype or shape");
+      return tensor{this, existing};
+    }
+    node n;
+    n.kind = op::placeholder;
+    n.type = t;
+    n.out = s;
+    n.name = name_text(name);
+    return add(n, loc);
+  }
+
+  constexpr tensor variable(std::string_view name, dtype t, kiln::shape s, initializer init = kiln::init::zeros(),
+                            bool trainable = true, std::source_location loc = std::source_location::current()) {
+    if (!ok()) return tensor{this, -1};
+    if (s.dynamic()) return fail_with("variable", loc, "'", name, "': variables need static shapes");
+    node n;
+    n.kind = op::variable;
+    n.type = t;
+    n.out = s;
+    n.name = name_text(name);
+    n.init = init.kind;
+    n.value = init.p0;
+    n.value2 = init.p1;
+    n.seed = init.seed;
+    n.k = trainable ? 1 : 0;
+    return add_variable(n, loc);
+  }
+
+  constexpr tensor variable(std::string_view name, dtype t, kiln::shape s, std::initializer_list<double> values,
+                            bool trainable = true, std::source_location loc = std::source_location::current()) {
+    if (!ok()) return tensor{this, -1};
+    if (std::int64_t(values.size()) != s.static_elements() || s.dynamic())
+      return fail_with("variable", loc, "'", name, "': ", std::int64_t(values.size()), " initial values for shape ", s);
+    node n;
+    n.kind = op::variable;
+    n.type = t;
+    n.out = s;
+    n.name = name_text(name);
+    n.init = init_kind::values;
+    n.a[0] = std::int64_t(pool.size());
+    for (double v : values) pool.push_back(v);
+    n.k = trainable ? 1 : 0;
+    return add_variable(n, loc);
+  }
+
+  // A scalar constant; fused loops read it as an immediate.
+  constexpr tensor scalar(double v, dtype t, std::source_location loc = std::source_location::current()) {
+    node n;
+    n.kind = op::scalar;
+    n.type = t;
+    n.value = v;
+    return add(n, loc);
+  }
+
+  constexpr tensor constant(std::initializer_list<double> values, dtype t, kiln::shape s,
+                            std::source_location loc = std::source_location::current()) {
+    if (!ok()) return tensor{this, -1};
+    if (s.dynamic() || std::int64_t(values.size()) != s.static_elements())
+      return fail_with("constant", loc, std::int64_t(values.size()), " values for shape ", s);
+    node n;
+    n.kind = op::constant;
+    n.type = t;
+    n.out = s;
+    n.a[0] = std::int64_t(pool.size());
+    // Identical constants share one node: compare against the pool before growing it.
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+      const node& o = nodes[i];
+      if (o.kind != op::constant || o.type != t || !(o.out == s)) continue;
+      bool same = true;
+      std::size_t j = 0;
+      for (double v : values) same = same && pool[std::size_t(o.a[0]) + j++] == v;
+      if (same) return tensor{this, int(i)};
+    }
+    for (double v : values) pool.push_back(v);
+    return add(n, loc);
+  }
+
+  // start, start + step, ... filling `s` in row-major order (numpy arange, reshaped).
+  constexpr tensor iota(kiln::shape s, dtype t, double start = 0, double step = 1,
+                        std::source_location loc = std::source_location::current()) {
+    node n;
+    n.kind = op::iota;
+    n.type = t;
+    n.out = s;
+    n.value = start;
+    n.value2 = step;
+    return add(n, loc);
+  }
+
+  constexpr tensor fill(kiln::shape s, double v, dtype t, std::source_location loc = std::source_location::current()) {
+    node n;
+    n.kind = op::fill;
+    n.type = t;
+    n.out = s;
+    n.value = v;
+    return add(n, loc);
+  }
+
+  constexpr void output(std::string_view name, tensor t, std::source_location loc = std::source_location::current()) {
+    if (!ok() || !t.valid()) return;
+    for (auto& o : outputs)
+      if (o.name.view() == name) {
+        fail_with("output", loc, "'", name, "' is declared twice");
+        return;
+      }
+    outputs.push_back({name_text(name), t.id});
+  }
+
+  static constexpr std::string_view basename(std::string_view path) {
+    auto slash = path.find_last_of('/');
+    return slash == std::string_view::npos ? path : path.substr(slash + 1);
+  }
+
+  static constexpr void append_part(message_text& m, std::string_view s) { m.append(s); }
+  static constexpr void append_part(message_text& m, const char* s) { m.append(std::string_view(s)); }
+  static constexpr void append_part(message_text& m, std::int64_t v) { m.append(v); }
+  static constexpr void append_part(message_text& m, int v) { m.append(std::int64_t(v)); }
+  static constexpr void append_part(message_text& m, dtype d) { m.append(name_of(d)); }
+  static constexpr void append_part(message_text& m, const kiln::shape& s) { append_shape(m, s); }
+  static constexpr void append_location(message_text& m, const std::source_location& loc) {
+    m.append(" (at ").append(basename(loc.file_name())).append(":").append(std::int64_t(loc.line())).append(")");
+  }
+
+ private:
+  constexpr int find_named(op kind, std::string_view name) const {
+    for (std::size_t i = 0; i < nodes.size(); ++i)
+      if (nodes[i].kind == kind && nodes[i].name.view() == name) return int(i);
+    return -1;
+  }
+  constexpr tensor add_variable(const node& n, const std::source_location& loc) {
+    if (auto existing = find_named(op::variable, n.name.view()); existing >= 0) {
+      if (!nodes[std::size_t(existing)].same_computation(n))
+        return fail_with("variable", loc, "'", n.name.view(), "' declared twice with a different dtype, shape or initializer");
+      return tensor{this, existing};
+    }
+    return add(n, loc);
+  }
+};
+
+constexpr const node& tensor::info() const { return g->at(id); }
+
+}  // namespace kiln

@@ -1,0 +1,62 @@
+// A program is everything the compiler knows about one model: its frozen node array, constant
+// pool, outputs and plan, all `static constexpr`. Backends instantiate kernels from it.
+#pragma once
+#include <array>
+#include <concepts>
+#include "plan.hpp"
+
+namespace kiln {
+
+// A model is a default-constructible callable (e.g. a captureless lambda) returning a graph.
+template <class M>
+concept model = std::default_initializable<M> && requires(M m) {
+  { m() } -> std::same_as<graph>;
+};
+
+struct graph_sizes {
+  std::size_t nodes = 0, pool = 0, outputs = 0;
+};
+
+template <std::size_t N, std::size_t NP, std::size_t NO> struct frozen_graph {
+  std::array<node, N> nodes{};
+  std::array<double, NP> pool{};
+  std::array<output_entry, NO> outputs{};
+  message_text error{};
+};
+
+// Instantiating this type with a non-empty message is how graph errors reach the user: the
+// compiler's first line shows the message inside the template argument.
+template <message_text Message> struct graph_error {
+  static_assert(Message.size == 0, "kiln: the graph is invalid; the reason is the text inside graph_error<...> above");
+  static constexpr bool ok = true;
+};
+
+template <model M> struct program {
+  static constexpr graph_sizes sizes = [] {
+    graph g = M{}();
+    if (!g.ok()) return graph_sizes{};
+    return graph_sizes{g.nodes.size(), g.pool.size(), g.outputs.size()};
+  }();
+  static constexpr std::size_t N = sizes.nodes, NP = sizes.pool, NO = sizes.outputs;
+  static constexpr frozen_graph<N, NP, NO> frozen = [] {
+    graph g = M{}();
+    frozen_graph<N, NP, NO> f;
+    f.error = g.error;
+    if (!g.ok()) return f;
+    for (std::size_t i = 0; i < N; ++i) f.nodes[i] = g.nodes[i];
+    for (std::size_t i = 0; i < NP; ++i) f.pool[i] = g.pool[i];
+    for (std::size_t i = 0; i < NO; ++i) f.outputs[i] = g.outputs[i];
+    return f;
+  }();
+  static constexpr bool graph_ok = graph_error<frozen.error>::ok;
+  static constexpr const std::array<node, N>& nodes = frozen.nodes;
+  static constexpr const std::array<double, NP>& pool = frozen.pool;
+  static constexpr const std::array<output_entry, NO>& outputs = frozen.outputs;
+  static constexpr kiln::plan<N> plan = make_plan(frozen.nodes, frozen.outputs);
+  static constexpr bool plan_ok = graph_error<plan.error>::ok;
+  static constexpr bool ok = graph_ok && plan_ok;
+
+  template <std::size_t I> static constexpr const node& at = nodes[I];
+};
+
+}  // namespace kiln

@@ -1,0 +1,15 @@
+// kiln: typed static dataflow graphs compiled by the C++ compiler into fused executors.
+#pragma once
+#include "graph/graph.hpp"
+#include "graph/plan.hpp"
+#include "graph/program.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/indexing.hpp"
+#include "ops/layout.hpp"
+#include "ops/matmul.hpp"
+#include "ops/reduce.hpp"
+#include "ops/state.hpp"
+#include "runtime/variables.hpp"
+#include "runtime/view.hpp"
+#include "backends/cpu/executor.hpp"
+#include "graph/describe.hpp"

@@ -1,0 +1,42 @@
+// Matrix products: [M,K]x[K,N], batched [B,M,K]x[B,K,N], and [B,M,K]x[K,N] (shared weights).
+#pragma once
+#include "elementwise.hpp"
+
+namespace kiln {
+
+constexpr tensor matmul(tensor a, tensor b, bool transpose_a = false, bool transpose_b = false,
+                        std::source_location loc = std::source_location::current()) {
+  if (!a.valid()) return detail::invalid_of(a);
+  if (!b.valid()) return detail::invalid_of(b);
+  graph& g = *a.g;
+  const node& na = a.info();
+  const node& nb = b.info();
+  if (na.type != nb.type || !is_floating(na.type))
+    return g.fail_with("matmul", loc, "operands must share a floating dtype, got ", na.type, " ", na.out, " and ", nb.type, " ", nb.out);
+  const shape& sa = na.out;
+  const shape& sb = nb.out;
+  if (sa.rank < 2 || sa.rank > 3 || sb.rank < 2 || sb.rank > 3 || (sa.rank == 2 && sb.rank == 3))
+    return g.fail_with("matmul", loc, "expects [M,K]x[K,N], [B,M,K]x[B,K,N] or [B,M,K]x[K,N], got ", sa, " and ", sb);
+  const int ra = sa.rank, rb = sb.rank;
+  std::int64_t m = transpose_a ? sa.dim[ra - 1] : sa.dim[ra - 2];
+  std::int64_t ka = transpose_a ? sa.dim[ra - 2] : sa.dim[ra - 1];
+  std::int64_t kb = transpose_b ? sb.dim[rb - 1] : sb.dim[rb - 2];
+  std::int64_t n = transpose_b ? sb.dim[rb - 2] : sb.dim[rb - 1];
+  if (ka != kb || ka == batch)
+    return g.fail_with("matmul", loc, "inner dimensions differ: ", sa, transpose_a ? "^T" : "", " x ", sb, transpose_b ? "^T" : "");
+  if (n == batch || (ra == 3 && m == batch))
+    return g.fail_with("matmul", loc, "the batch dimension must be the leading dimension of the result, got ", sa, " x ", sb);
+  if (ra == 3 && rb == 3 && sa.dim[0] != sb.dim[0])
+    return g.fail_with("matmul", loc, "batch sizes differ: ", sa, " x ", sb);
+  node r;
+  r.kind = op::matmul;
+  r.type = na.type;
+  r.n_in = 2;
+  r.in[0] = a.id;
+  r.in[1] = b.id;
+  r.k = (transpose_a ? 1 : 0) | (transpose_b ? 2 : 0);
+  r.out = ra == 3 ? shape{sa.dim[0], m, n} : shape{m, n};
+  return g.add(r, loc);
+}
+
+}  // namespace kiln

@@ -170,7 +170,8 @@ constexpr plan<N> make_plan(const std::array<node, N>& nodes, const std::array<o
           const int g = c >= 0 ? p.group_of[std::size_t(c)] : -1;
           if (g >= 0) {
             const group_kind gk = p.groups[std::size_t(g)].kind;
-            const bool same_shape = n.out == nodes[std::size_t(c)].out;
+            // A reduction iterates over its input's shape, which is this node's shape.
+            const bool same_shape = n.out == nodes[std::size_t(c)].out || kind_of(nodes[std::size_t(c)].kind) == op_kind::reduction;
             const bool small_broadcast = !n.out.dynamic() && n.out.static_elements() <= 64;
             const bool consumer_fuses = gk == group_kind::elementwise || gk == group_kind::assign ||
                                         (gk == group_kind::reduction);

@@ -6,8 +6,13 @@
 
 namespace kiln::cpu_detail {
 
+// Eigen's packet typedefs carry vector attributes that g++ warns about when they are used as
+// template arguments; the warning is harmless here and would otherwise reach every user.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"
 using packet_f32 = Eigen::internal::packet_traits<float>::type;
 inline constexpr int packet_width = Eigen::internal::unpacket_traits<packet_f32>::size;
+#pragma GCC diagnostic pop
 
 namespace ei = Eigen::internal;
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages kiln needs (only the missing ones). Run as root.
+#   --bench   also the LibTorch/PyTorch peers used by bench/
+set -euo pipefail
+packages=(g++ meson ninja-build pkg-config cmake libeigen3-dev libtbb-dev libboost-dev doctest-dev zlib1g-dev time python3)
+if [[ "${1:-}" == "--bench" ]]; then
+  packages+=(libtorch-dev libopenblas0-openmp python3-torch)
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

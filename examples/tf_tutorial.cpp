@@ -29,7 +29,7 @@ static void print(const char* name, tensor_view<const float> v) {
   std::printf("]\n");
 }
 
-int main() {
+int main(int argc, char** argv) {
   auto session = compile<cpu>(tutorial);
   print("a", session.run().get<float>("a"));
 
@@ -41,4 +41,12 @@ int main() {
   std::printf("f = b[2:5] = [");
   for (std::int64_t i = 0; i < f.size(); ++i) std::printf(i ? ", %d" : "%d", f.flat()[std::size_t(i)]);
   std::printf("]\n\n%s", describe<decltype(session)::program_type>().c_str());
+
+  if (argc > 1) {  // tf_tutorial graph.dot  ->  dot -Tpng graph.dot -o graph.png
+    std::FILE* out = std::fopen(argv[1], "w");
+    if (!out) { std::perror(argv[1]); return 1; }
+    std::fputs(to_dot<decltype(session)::program_type>().c_str(), out);
+    std::fclose(out);
+    std::printf("wrote %s\n", argv[1]);
+  }
 }

@@ -1,6 +1,7 @@
 // Human-readable views of what the compiler did: the plan as text and the graph as GraphViz dot
 // with one cluster per fusion group.
 #pragma once
+#include <cstdio>
 #include <string>
 #include "../runtime/view.hpp"
 #include "program.hpp"
@@ -13,8 +14,9 @@ template <class P> std::string node_label(int i) {
   std::string s = "%" + std::to_string(i) + " " + std::string(name_of(n.kind));
   if (!n.name.empty()) s += " '" + std::string(n.name.view()) + "'";
   if (n.kind == op::scalar || n.kind == op::fill) {
-    std::string v = std::to_string(n.value);
-    s += " " + v;
+    char v[32];
+    std::snprintf(v, sizeof v, " %g", n.value);
+    s += v;
   }
   s += " " + std::string(name_of(n.type)) + to_string(n.out);
   return s;
@@ -43,6 +45,15 @@ template <class P> std::string describe() {
     if (gi.anchor >= 0) s += "      " + detail::node_label<P>(gi.anchor) + "\n";
     for (std::size_t i = 0; i < P::N; ++i)
       if (p.group_of[i] == g) s += "      " + detail::node_label<P>(int(i)) + "\n";
+    // immediates the loop reads inline (no buffer)
+    for (std::size_t i = 0; i < P::N; ++i) {
+      if (!p.inline_value[i]) continue;
+      bool read = false;
+      for (std::size_t j = 0; j < P::N; ++j)
+        if (p.group_of[j] == g)
+          for (int k = 0; k < P::nodes[j].n_in; ++k) read = read || P::nodes[j].in[k] == int(i);
+      if (read) s += "      " + detail::node_label<P>(int(i)) + " (inline)\n";
+    }
   }
   s += "buffers:\n";
   for (int b = 0; b < p.n_slots; ++b) {

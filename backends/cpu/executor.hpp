@@ -111,10 +111,11 @@ template <class P> class cpu_executor {
         throw error("kiln: feed '" + std::string(f.name) + "' matches no placeholder; placeholders are: " + placeholder_list());
       }
       const node& n = nodes[std::size_t(plan.feeds[std::size_t(slot)])];
-      const std::string expected = std::string(name_of(n.type)) + " " + to_string(n.out);
-      const std::string got = std::string(name_of(f.value.type)) + " " + to_string(f.value.shape);
-      if (f.value.type != n.type || f.value.shape.rank != n.out.rank)
-        throw error("kiln: placeholder '" + std::string(f.name) + "' expects " + expected + ", got " + got);
+      auto mismatch = [&] {  // messages are built only on failure: the hot path must not allocate
+        return error("kiln: placeholder '" + std::string(f.name) + "' expects " + std::string(name_of(n.type)) + " " +
+                     to_string(n.out) + ", got " + std::string(name_of(f.value.type)) + " " + to_string(f.value.shape));
+      };
+      if (f.value.type != n.type || f.value.shape.rank != n.out.rank) throw mismatch();
       for (int d = 0; d < n.out.rank; ++d) {
         if (n.out.dim[d] == batch) {
           if (batch_size >= 0 && f.value.shape.d[d] != batch_size)
@@ -123,7 +124,7 @@ template <class P> class cpu_executor {
           batch_size = f.value.shape.d[d];
           batch_from = n.name.text;
         } else if (f.value.shape.d[d] != n.out.dim[d]) {
-          throw error("kiln: placeholder '" + std::string(f.name) + "' expects " + expected + ", got " + got);
+          throw mismatch();
         }
       }
       if (!f.value.data && f.value.shape.elements() > 0) throw error("kiln: feed '" + std::string(f.name) + "' has no data");

@@ -78,12 +78,23 @@ class graph {
   }
 
   // Adds a node, or returns the identical node that already exists (common subexpressions).
+  // An open-addressing table over node hashes keeps this O(1): graphs of thousands of nodes must
+  // stay cheap to build in constant evaluation.
   constexpr tensor add(node n, const std::source_location& loc) {
-    for (std::size_t i = 0; i < nodes.size(); ++i)
-      if (nodes[i].kind == n.kind && nodes[i].same_computation(n)) return tensor{this, int(i)};
+    const std::uint64_t h = n.hash();
+    if (!table_.empty()) {
+      const std::size_t mask = table_.size() - 1;
+      for (std::size_t slot = std::size_t(h) & mask; table_[slot] >= 0; slot = (slot + 1) & mask) {
+        const int i = table_[slot];
+        if (hashes_[std::size_t(i)] == h && nodes[std::size_t(i)].same_computation(n)) return tensor{this, i};
+      }
+    }
     n.line = int(loc.line());
-    n.file = name_text(basename(loc.file_name()));
+    n.file = loc.file_name();
     nodes.push_back(n);
+    hashes_.push_back(h);
+    if (nodes.size() * 2 > table_.size()) rehash(table_.empty() ? 64 : table_.size() * 2);
+    else insert(int(nodes.size()) - 1);
     return tensor{this, int(nodes.size()) - 1};
   }
 
@@ -102,7 +113,7 @@ class graph {
     n.type = t;
     n.out = s;
     n.name = name_text(name);
-    return add(n, loc);
+    return add_named(n, loc);
   }
 
   constexpr tensor variable(std::string_view name, dtype t, kiln::shape s, initializer init = kiln::init::zeros(),
@@ -218,10 +229,41 @@ class graph {
   }
 
  private:
+  std::vector<std::uint64_t> hashes_;
+  std::vector<int> table_;  // node index per slot, -1 when empty; size is a power of two
+  std::vector<std::uint64_t> name_hashes_;  // of placeholders and variables, for find_named
+  std::vector<int> named_;
+
+  constexpr void insert(int i) {
+    const std::size_t mask = table_.size() - 1;
+    std::size_t slot = std::size_t(hashes_[std::size_t(i)]) & mask;
+    while (table_[slot] >= 0) slot = (slot + 1) & mask;
+    table_[slot] = i;
+  }
+  constexpr void rehash(std::size_t size) {
+    table_.assign(size, -1);
+    for (std::size_t i = 0; i < nodes.size(); ++i) insert(int(i));
+  }
+  static constexpr std::uint64_t hash_text(std::string_view s) {
+    std::uint64_t h = 1469598103934665603ull;
+    for (char c : s) h = (h ^ std::uint8_t(c)) * 1099511628211ull;
+    return h;
+  }
   constexpr int find_named(op kind, std::string_view name) const {
-    for (std::size_t i = 0; i < nodes.size(); ++i)
-      if (nodes[i].kind == kind && nodes[i].name.view() == name) return int(i);
+    const std::uint64_t h = hash_text(name);
+    for (std::size_t j = 0; j < named_.size(); ++j) {
+      const node& n = nodes[std::size_t(named_[j])];
+      if (name_hashes_[j] == h && n.kind == kind && n.name.view() == name) return named_[j];
+    }
     return -1;
+  }
+  constexpr tensor add_named(const node& n, const std::source_location& loc) {
+    const tensor t = add(n, loc);
+    if (t.id == int(nodes.size()) - 1) {
+      named_.push_back(t.id);
+      name_hashes_.push_back(hash_text(n.name.view()));
+    }
+    return t;
   }
   constexpr tensor add_variable(const node& n, const std::source_location& loc) {
     if (auto existing = find_named(op::variable, n.name.view()); existing >= 0) {
@@ -229,7 +271,7 @@ class graph {
         return fail_with("variable", loc, "'", n.name.view(), "' declared twice with a different dtype, shape or initializer");
       return tensor{this, existing};
     }
-    return add(n, loc);
+    return add_named(n, loc);
   }
 };
 

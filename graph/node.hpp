@@ -1,6 +1,7 @@
 // A graph is a flat array of these nodes; edges are input indices that always point to earlier
 // nodes, so array order is already a topological order.
 #pragma once
+#include <bit>
 #include <cstdint>
 #include <string_view>
 #include "dtype.hpp"
@@ -86,8 +87,7 @@ struct node {
   shape out{};
   int n_in = 0;
   int in[max_inputs]{-1, -1, -1, -1, -1, -1, -1, -1};
-  std::int64_t a[max_rank]{};  // op-specific: permutation, slice starts, reduced axis range
-  std::int64_t b[max_rank]{};  // op-specific: slice ends, ...
+  std::int64_t a[max_rank]{};  // op-specific: permutation, slice start, reduced axis range, pool offset
   std::int64_t k = 0;          // op-specific: axis, depth, flags, pool offset
   double value = 0, value2 = 0;  // scalar immediates, initializer parameters
   init_kind init = init_kind::none;
@@ -95,7 +95,24 @@ struct node {
   name_text name{};
   // Where the user declared the node; used in messages, never in comparisons.
   int line = 0;
-  name_text file{};
+  const char* file = "";
+
+  // Hash of everything same_computation compares; lets the builder find duplicates in O(1).
+  constexpr std::uint64_t hash() const {
+    std::uint64_t h = 0xcbf29ce484222325ull;
+    auto mix = [&h](std::uint64_t v) { h = (h ^ v) * 0x100000001b3ull; h ^= h >> 29; };
+    mix(std::uint64_t(kind) | std::uint64_t(type) << 8 | std::uint64_t(init) << 16 | std::uint64_t(n_in) << 24);
+    mix(std::uint64_t(out.rank));
+    for (int i = 0; i < out.rank; ++i) mix(std::uint64_t(out.dim[i]));
+    for (int i = 0; i < n_in; ++i) mix(std::uint64_t(in[i]));
+    for (int i = 0; i < max_rank; ++i) if (a[i]) mix(std::uint64_t(a[i]) + std::uint64_t(i));
+    mix(std::uint64_t(k));
+    mix(std::bit_cast<std::uint64_t>(value));
+    mix(std::bit_cast<std::uint64_t>(value2));
+    mix(seed);
+    for (std::size_t i = 0; i < name.size; ++i) mix(std::uint64_t(std::uint8_t(name.text[i])));
+    return h;
+  }
 
   constexpr bool same_computation(const node& o) const {
     if (kind != o.kind || type != o.type || !(out == o.out) || n_in != o.n_in || k != o.k ||
@@ -104,7 +121,7 @@ struct node {
     for (int i = 0; i < max_inputs; ++i)
       if (in[i] != o.in[i]) return false;
     for (int i = 0; i < max_rank; ++i)
-      if (a[i] != o.a[i] || b[i] != o.b[i]) return false;
+      if (a[i] != o.a[i]) return false;
     return true;
   }
 };

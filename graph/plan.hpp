@@ -86,16 +86,6 @@ constexpr bool reads_immediate_inline(const std::array<node, N>& nodes, const pl
 }
 
 template <std::size_t N>
-constexpr int single_consumer(const std::array<node, N>& nodes, const plan<N>& p, int i) {
-  for (std::size_t j = std::size_t(i) + 1; j < N; ++j) {
-    if (!p.live[j]) continue;
-    for (int k = 0; k < nodes[j].n_in; ++k)
-      if (nodes[j].in[k] == i) return int(j);
-  }
-  return -1;
-}
-
-template <std::size_t N>
 constexpr int new_group(plan<N>& p, int root, group_kind kind) {
   p.groups[std::size_t(p.n_groups)] = group_info{root, kind, -1};
   p.group_of[std::size_t(root)] = p.n_groups;
@@ -145,6 +135,18 @@ constexpr plan<N> make_plan(const std::array<node, N>& nodes, const std::array<o
     }
   }
 
+  // One pass over the edges: some consumer of each node, and whether any consumer needs the
+  // node in a buffer (immediates are otherwise read inline).
+  std::vector<int> a_consumer(N, -1);
+  std::vector<bool> consumed_from_buffer(N, false);
+  for (std::size_t j = 0; j < N; ++j) {
+    if (!p.live[j]) continue;
+    for (int k = 0; k < nodes[j].n_in; ++k) {
+      a_consumer[std::size_t(nodes[j].in[k])] = int(j);
+      if (!detail::reads_immediate_inline(nodes, p, int(j))) consumed_from_buffer[std::size_t(nodes[j].in[k])] = true;
+    }
+  }
+
   // 2. fusion, consumers first so that a producer can join its consumer's group
   for (std::size_t ui = N; ui-- > 0;) {
     if (!p.live[ui]) continue;
@@ -153,12 +155,7 @@ constexpr plan<N> make_plan(const std::array<node, N>& nodes, const std::array<o
     switch (kind_of(n.kind)) {
       case op_kind::source: {
         if (!is_immediate(n.kind)) break;
-        bool needs_buffer = p.is_output[ui];
-        for (std::size_t j = ui + 1; j < N && !needs_buffer; ++j) {
-          if (!p.live[j]) continue;
-          for (int k = 0; k < nodes[j].n_in; ++k)
-            if (nodes[j].in[k] == i && !detail::reads_immediate_inline(nodes, p, int(j))) needs_buffer = true;
-        }
+        const bool needs_buffer = p.is_output[ui] || consumed_from_buffer[ui];
         if (needs_buffer) detail::new_group(p, i, group_kind::elementwise);
         else p.inline_value[ui] = true;
         break;
@@ -166,7 +163,7 @@ constexpr plan<N> make_plan(const std::array<node, N>& nodes, const std::array<o
       case op_kind::elementwise: {
         int target = -1;
         if (!p.is_output[ui] && p.consumers[ui] == 1) {
-          const int c = detail::single_consumer(nodes, p, i);
+          const int c = a_consumer[ui];  // the only one
           const int g = c >= 0 ? p.group_of[std::size_t(c)] : -1;
           if (g >= 0) {
             const group_kind gk = p.groups[std::size_t(g)].kind;
@@ -186,7 +183,7 @@ constexpr plan<N> make_plan(const std::array<node, N>& nodes, const std::array<o
       case op_kind::matmul: {
         bool anchored = false;
         if (!p.is_output[ui] && p.consumers[ui] == 1) {
-          const int c = detail::single_consumer(nodes, p, i);
+          const int c = a_consumer[ui];  // the only one
           const int g = c >= 0 ? p.group_of[std::size_t(c)] : -1;
           if (g >= 0 && kind_of(nodes[std::size_t(c)].kind) == op_kind::elementwise &&
               p.groups[std::size_t(g)].kind == group_kind::elementwise && p.groups[std::size_t(g)].anchor < 0 &&

@@ -77,7 +77,7 @@ constexpr bool is_logical(op o) { return o == op::logical_and || o == op::logica
 inline constexpr loc_t no_loc{};
 
 constexpr void append_origin(message_text& m, const node& n) {
-  m.append(n.file.view()).append(":").append(std::int64_t(n.line));
+  m.append(std::string_view(n.file)).append(":").append(std::int64_t(n.line));
 }
 
 constexpr tensor invalid_of(const tensor& a) { return tensor{a.g, -1}; }

@@ -8,6 +8,40 @@
 
 namespace kiln::cpu_detail {
 
+// Shared by every matmul of the same dtype and transposes (not instantiated per graph node):
+// keeps code size and compile time flat in the number of layers.
+template <class T, bool TA, bool TB>
+[[gnu::noinline]] void eigen_gemm_rows(const T* a, const T* b, T* c, std::int64_t M, std::int64_t N, std::int64_t K,
+                                       std::int64_t m0, std::int64_t m1) {
+  using row_major = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using cmap = Eigen::Map<const row_major>;
+  Eigen::Map<row_major> out(c + m0 * N, m1 - m0, N);
+  if constexpr (!TA && !TB) out.noalias() = cmap(a + m0 * K, m1 - m0, K) * cmap(b, K, N);
+  else if constexpr (!TA && TB) out.noalias() = cmap(a + m0 * K, m1 - m0, K) * cmap(b, N, K).transpose();
+  else if constexpr (TA && !TB) out.noalias() = cmap(a, K, M).middleCols(m0, m1 - m0).transpose() * cmap(b, K, N);
+  else out.noalias() = cmap(a, K, M).middleCols(m0, m1 - m0).transpose() * cmap(b, N, K).transpose();
+}
+
+// Register-blocked f32 kernel for static K, N (batch-1 inference of small layers).
+template <std::int64_t K, std::int64_t N>
+void small_gemm_rows(const float* a, const float* b, float* c, std::int64_t m0, std::int64_t m1) {
+  constexpr std::int64_t full = N / packet_width * packet_width;
+  for (std::int64_t m = m0; m < m1; ++m) {
+    const float* arow = a + m * K;
+    float* crow = c + m * N;
+    for (std::int64_t n = 0; n < full; n += packet_width) {
+      packet_f32 acc = ei::pzero(packet_f32{});
+      for (std::int64_t k = 0; k < K; ++k) acc = ei::pmadd(ei::pset1<packet_f32>(arow[k]), ei::ploadu<packet_f32>(b + k * N + n), acc);
+      ei::pstoreu(crow + n, acc);
+    }
+    for (std::int64_t n = full; n < N; ++n) {
+      float acc = 0;
+      for (std::int64_t k = 0; k < K; ++k) acc += arow[k] * b[k * N + n];
+      crow[n] = acc;
+    }
+  }
+}
+
 template <class P, int G> struct matmul_group {
   static constexpr group_info grp = P::plan.groups[G];
   static constexpr int M_node = grp.anchor >= 0 ? grp.anchor : grp.root;
@@ -22,35 +56,10 @@ template <class P, int G> struct matmul_group {
   static constexpr bool small_kernel = !ta && !tb && K * N <= 32768 && std::is_same_v<T, float>;
   using epilogue = fused_expr<P, G, grp.root, grp.root>;
 
-  using row_major = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  using cmap = Eigen::Map<const row_major>;
-  using mmap = Eigen::Map<row_major>;
-
   // c[m0:m1, :] = op(a) * op(b) for one batch entry
   static void rows(const T* a, const T* b, T* c, std::int64_t M, std::int64_t m0, std::int64_t m1) {
-    if constexpr (small_kernel) {
-      constexpr std::int64_t full = N / packet_width * packet_width;
-      for (std::int64_t m = m0; m < m1; ++m) {
-        const T* arow = a + m * K;
-        T* crow = c + m * N;
-        for (std::int64_t n = 0; n < full; n += packet_width) {
-          packet_f32 acc = ei::pzero(packet_f32{});
-          for (std::int64_t k = 0; k < K; ++k) acc = ei::pmadd(ei::pset1<packet_f32>(arow[k]), ei::ploadu<packet_f32>(b + k * N + n), acc);
-          ei::pstoreu(crow + n, acc);
-        }
-        for (std::int64_t n = full; n < N; ++n) {
-          T acc = 0;
-          for (std::int64_t k = 0; k < K; ++k) acc += arow[k] * b[k * N + n];
-          crow[n] = acc;
-        }
-      }
-    } else {
-      mmap out(c + m0 * N, m1 - m0, N);
-      if constexpr (!ta && !tb) out.noalias() = cmap(a + m0 * K, m1 - m0, K) * cmap(b, K, N);
-      else if constexpr (!ta && tb) out.noalias() = cmap(a + m0 * K, m1 - m0, K) * cmap(b, N, K).transpose();
-      else if constexpr (ta && !tb) out.noalias() = cmap(a, K, M).middleCols(m0, m1 - m0).transpose() * cmap(b, K, N);
-      else out.noalias() = cmap(a, K, M).middleCols(m0, m1 - m0).transpose() * cmap(b, N, K).transpose();
-    }
+    if constexpr (small_kernel) small_gemm_rows<K, N>(a, b, c, m0, m1);
+    else eigen_gemm_rows<T, ta, tb>(a, b, c, M, N, K, m0, m1);
   }
 
   static void run(const context& ctx) {

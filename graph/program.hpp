@@ -49,9 +49,11 @@ template <model M> struct program {
     return f;
   }();
   static constexpr bool graph_ok = graph_error<frozen.error>::ok;
-  static constexpr const std::array<node, N>& nodes = frozen.nodes;
-  static constexpr const std::array<double, NP>& pool = frozen.pool;
-  static constexpr const std::array<output_entry, NO>& outputs = frozen.outputs;
+  // Copies rather than references to `frozen`: nvcc's front end rejects a static constexpr
+  // reference member whose initializer depends on a template parameter.
+  static constexpr std::array<node, N> nodes = frozen.nodes;
+  static constexpr std::array<double, NP> pool = frozen.pool;
+  static constexpr std::array<output_entry, NO> outputs = frozen.outputs;
   static constexpr kiln::plan<N> plan = make_plan(frozen.nodes, frozen.outputs);
   static constexpr bool plan_ok = graph_error<plan.error>::ok;
   static constexpr bool ok = graph_ok && plan_ok;

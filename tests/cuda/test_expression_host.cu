@@ -1,0 +1,119 @@
+// Runs without a GPU: evaluates the expression types and argument structs that the CUDA
+// executor generates for elementwise groups on the host (value_at is __host__ __device__) and
+// compares them with the CPU backend. This checks the translation from the node array
+// (leaves, broadcasting strides, collapsed dims, immediates, iota) on any machine.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <utility>
+#include "harness.cuh"
+
+using namespace kiln;
+using cuda_tests::sample;
+
+namespace {
+
+// Outputs computed by a plain elementwise group reading only feeds, variables and constants.
+template <class P, int G> constexpr bool emulable() {
+  constexpr group_info g = P::plan.groups[std::size_t(G)];
+  if constexpr (g.kind != group_kind::elementwise || g.anchor >= 0) return false;
+  else {
+    using plan = cuda_detail::fused_plan<P, G, g.root, g.root>;
+    for (int l = 0; l < plan::L; ++l) {
+      const int n = plan::table.leaf_node[std::size_t(l)];
+      const storage_kind s = P::plan.storage[std::size_t(n)];
+      if (P::nodes[std::size_t(n)].kind != op::iota && s != storage_kind::feed && s != storage_kind::variable && s != storage_kind::constant)
+        return false;
+    }
+    return true;
+  }
+}
+
+template <class P, int G> void emulate(void* const* values, std::int64_t batch_size, std::map<int, cuda_tests::host_value>& out) {
+  if constexpr (emulable<P, G>()) {
+    constexpr int root = P::plan.groups[std::size_t(G)].root;
+    using plan = cuda_detail::fused_plan<P, G, root, root>;
+    const auto args = plan::make_args(values, batch_size);
+    cuda_tests::host_value v;
+    v.type = P::nodes[root].type;
+    v.shape = dims::of(P::nodes[root].out, batch_size);
+    for (std::int64_t i = 0; i < plan::elements(batch_size); ++i) {
+      const auto x = cuda_detail::value_at<typename plan::expr>(args, i);
+      v.data.push_back(double(x));
+    }
+    out[root] = std::move(v);
+  }
+}
+
+template <class Model> void check_model(const char* name, Model, std::initializer_list<feed> feeds, double tol) {
+  using P = program<Model>;
+  std::array<void*, P::N + 1> values{};
+  std::int64_t batch_size = 1;
+  for (const feed& f : feeds)
+    for (int i = 0; i < P::plan.n_feeds; ++i) {
+      const node& n = P::nodes[std::size_t(P::plan.feeds[std::size_t(i)])];
+      if (n.name.view() != f.name) continue;
+      values[std::size_t(P::plan.feeds[std::size_t(i)])] = const_cast<void*>(f.value.data);
+      if (n.out.dynamic()) batch_size = f.value.shape.d[0];
+    }
+  variables store;
+  for (int v = 0; v < P::plan.n_variables; ++v) {
+    const int id = P::plan.variables[std::size_t(v)];
+    values[std::size_t(id)] = store.bind(P::nodes[std::size_t(id)], std::span<const double>(P::pool.data(), P::pool.size()), 0x6b696c6e);
+  }
+  std::vector<std::vector<std::byte>> constants;
+  for (int c = 0; c < P::plan.n_constants; ++c) {
+    const int id = P::plan.constants[std::size_t(c)];
+    const node& n = P::nodes[std::size_t(id)];
+    constants.emplace_back(std::size_t(n.out.static_elements()) * size_of(n.type));
+    detail::with_ctype(n.type, [&](auto zero) {
+      using T = decltype(zero);
+      for (std::int64_t i = 0; i < n.out.static_elements(); ++i)
+        reinterpret_cast<T*>(constants.back().data())[i] = static_cast<T>(P::pool[std::size_t(n.a[0] + i)]);
+    });
+    values[std::size_t(id)] = constants.back().data();
+  }
+  std::map<int, cuda_tests::host_value> got;
+  [&]<std::size_t... G>(std::index_sequence<G...>) {
+    (emulate<P, int(G)>(values.data(), batch_size, got), ...);
+  }(std::make_index_sequence<std::size_t(P::plan.n_groups)>{});
+
+  cuda_tests::reference_session cpu(name);
+  const auto want = cpu.run(feeds);
+  int compared = 0;
+  for (const auto& o : P::outputs) {
+    const auto it = got.find(o.node);
+    if (it == got.end()) continue;
+    cuda_tests::check_close(it->second, want.at(std::string(o.name.view())), tol, false, std::string(name) + " '" + std::string(o.name.view()) + "'");
+    ++compared;
+  }
+  CHECK(compared > 0);
+}
+
+}  // namespace
+
+#define KILN_EMULATE(model, ...) check_model(#model, cuda_models::model, __VA_ARGS__)
+
+TEST_CASE("cuda.expression_host.broadcast") {
+  const auto x = sample(5 * 4 * 3, 1), row = sample(3, 2), col = sample(4, 3);
+  KILN_EMULATE(broadcast_chain, {{"x", view(x, {5, 4, 3})}, {"row", view(row, {3})}, {"col", view(col, {4, 1})}}, 1e-6);
+}
+
+TEST_CASE("cuda.expression_host.unary_ops") {
+  const auto x = sample(7 * 16, 4, -3, 3);
+  KILN_EMULATE(unary_ops, {{"x", view(x, {7, 16})}}, 1e-6);
+}
+
+TEST_CASE("cuda.expression_host.binary_ops") {
+  const auto a = sample(9 * 8, 5, -2, 2, 0.25), b = sample(8, 6, -2, 2, 0.25);
+  KILN_EMULATE(binary_ops, {{"a", view(a, {9, 8})}, {"b", view(b, {8})}}, 1e-6);
+}
+
+TEST_CASE("cuda.expression_host.integer_ops") {
+  const auto a = sample<std::int32_t>(4 * 6, 7, -50, 50, 1);
+  const auto b = sample<std::int64_t>(6, 8, -1000, 1000, 1);
+  KILN_EMULATE(integer_ops, {{"a", view(a, {4, 6})}, {"b", view(b, {6})}}, 0);
+}
+
+TEST_CASE("cuda.expression_host.immediates") {
+  const auto x = sample(3 * 5, 9);
+  KILN_EMULATE(immediates, {{"x", view(x, {3, 5})}}, 0);
+}

@@ -105,7 +105,8 @@ class graph {
       if (s.dim[i] == batch) return fail_with("placeholder", loc, "'", name, "': only the leading dimension may be kiln::batch");
     if (auto existing = find_named(op::placeholder, name); existing >= 0) {
       if (!(nodes[std::size_t(existing)].out == s) || nodes[std::size_t(existing)].type != t)
-        return fail_with("placeholder", loc, "'", name, "' declared twice with different dtype or shape");
+        return fail_with("placeholder", loc, "'", name, "' declared twice with different dtype or shape: ", nodes[std::size_t(existing)].type,
+                         " ", nodes[std::size_t(existing)].out, " vs ", t, " ", s);
       return tensor{this, existing};
     }
     node n;
@@ -267,8 +268,9 @@ class graph {
   }
   constexpr tensor add_variable(const node& n, const std::source_location& loc) {
     if (auto existing = find_named(op::variable, n.name.view()); existing >= 0) {
-      if (!nodes[std::size_t(existing)].same_computation(n))
-        return fail_with("variable", loc, "'", n.name.view(), "' declared twice with a different dtype, shape or initializer");
+      if (const node& e = nodes[std::size_t(existing)]; !e.same_computation(n))
+        return fail_with("variable", loc, "'", n.name.view(), "' declared twice with a different dtype, shape or initializer: ", e.type, " ",
+                         e.out, " vs ", n.type, " ", n.out);
       return tensor{this, existing};
     }
     return add_named(n, loc);

@@ -10,7 +10,9 @@ constexpr tensor assign(tensor var, tensor value, std::source_location loc = std
   if (!value.valid()) return detail::invalid_of(value);
   graph& g = *var.g;
   const node& v = var.info();
-  if (v.kind != op::variable) return g.fail_with("assign", loc, "the target must be a variable, got ", name_of(v.kind));
+  if (v.kind != op::variable)
+    return g.fail_with("assign", loc, "the target must be a variable, got ", name_of(v.kind), " ", v.type, " ", v.out,
+                       " (value ", value.type(), " ", value.shape(), ")");
   shape out;
   if (value.type() != v.type || !broadcast_shapes(value.shape(), v.out, out) || !(out == v.out))
     return g.fail_with("assign", loc, "variable '", v.name.view(), "' is ", v.type, " ", v.out, ", value is ", value.type(), " ", value.shape());

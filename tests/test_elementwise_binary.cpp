@@ -1,0 +1,282 @@
+// Binary elementwise ops, comparisons, integer math, logic and where against plain loops
+// (SIMD body and scalar tails).
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "test_util.hpp"
+
+using namespace kiln;
+using kt::check_values;
+
+namespace {
+
+// ---- inputs ---------------------------------------------------------------------------------------
+
+// General inputs: edge values (zero, negative, large |x|) interleaved with random values.
+std::vector<double> general_input(std::size_t n, std::uint64_t seed) {
+  static const double edges[] = {-100, 0, 100, -1, 1, -0.5, 2.5, -3, 20, -20, 1e-3, -1e-3, 7.25, 50, -50, 0.75};
+  kt::rng r(seed);
+  std::vector<double> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = i % 2 == 0 ? edges[(i / 2) % 16] : r.uniform(-6, 6);
+  return v;
+}
+// Positive inputs for log, sqrt, rsqrt (and bases of pow), including tiny and large values.
+std::vector<double> positive_input(std::size_t n, std::uint64_t seed) {
+  static const double edges[] = {1, 1e-3, 1e4, 0.25, 2, 1e-6, 123.5, 4};
+  kt::rng r(seed);
+  std::vector<double> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = i % 2 == 0 ? edges[(i / 2) % 8] : r.uniform(0.01, 50);
+  return v;
+}
+
+template <class T> std::vector<T> as(const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); }
+template <class T> std::vector<double> rounded(const std::vector<double>& v) {  // the values the graph actually sees
+  std::vector<double> r(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) r[i] = double(T(v[i]));
+  return r;
+}
+template <class F> std::vector<double> map(const std::vector<double>& v, F f) {
+  std::vector<double> r(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) r[i] = f(v[i]);
+  return r;
+}
+template <class F> std::vector<double> map2(const std::vector<double>& a, const std::vector<double>& b, F f) {
+  std::vector<double> r(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) r[i] = f(a[i], b[i]);
+  return r;
+}
+
+// ---- binary float ops -----------------------------------------------------------------------------
+
+template <std::int64_t N, dtype T> struct binary_float_model {
+  constexpr graph operator()() const {
+    graph g;
+    tensor a = g.placeholder("a", T, {N});
+    tensor b = g.placeholder("b", T, {N});
+    tensor p = g.placeholder("p", T, {N});
+    g.output("add", a + b);
+    g.output("sub", a - b);
+    g.output("mul", mul(a, b));
+    g.output("div", a / b);
+    g.output("pow", pow(p, b));
+    g.output("min", minimum(a, b));
+    g.output("max", maximum(a, b));
+    g.output("lt", a < b);
+    g.output("le", a <= b);
+    g.output("gt", a > b);
+    g.output("ge", greater_equal(a, b));
+    g.output("eq", equal(a, b));
+    g.output("ne", not_equal(a, b));
+    g.output("rsub", 3.0 - a);   // scalar on the left
+    g.output("rdiv", 1.0 / b);
+    g.output("scale", a * 0.5 + 2.0);
+    return g;
+  }
+};
+
+template <std::int64_t N, dtype T> void check_binary_float(double rtol) {
+  using C = ctype<T>;
+  CAPTURE(N);
+  const auto as_ = rounded<C>(general_input(std::size_t(N), 101 + N));
+  auto bs = rounded<C>(kt::uniform<double>(std::size_t(N), -4, 4, 202 + N));
+  for (std::size_t i = 0; i < bs.size(); ++i) {
+    if (i % 3 == 0) bs[i] = as_[i];            // equal pairs for the comparisons
+    if (bs[i] == 0) bs[i] = 0.5;               // no division by zero
+  }
+  const auto ps = rounded<C>(positive_input(std::size_t(N), 303 + N));
+  const auto av = as<C>(as_), bv = as<C>(bs), pv = as<C>(ps);
+  auto ex = compile<cpu>(binary_float_model<N, T>{});
+  const dims d{N};
+  const auto& out = ex.run({{"a", view(av, d)}, {"b", view(bv, d)}, {"p", view(pv, d)}});
+  auto bool_of = [](bool v) { return v ? 1.0 : 0.0; };
+  check_values<C>("add", out.template get<C>("add"), d, map2(as_, bs, [](double x, double y) { return x + y; }), rtol, 0);
+  check_values<C>("sub", out.template get<C>("sub"), d, map2(as_, bs, [](double x, double y) { return x - y; }), rtol, 0);
+  check_values<C>("mul", out.template get<C>("mul"), d, map2(as_, bs, [](double x, double y) { return x * y; }), rtol, 0);
+  check_values<C>("div", out.template get<C>("div"), d, map2(as_, bs, [](double x, double y) { return x / y; }), rtol, 0);
+  check_values<C>("pow", out.template get<C>("pow"), d, map2(ps, bs, [](double x, double y) { return double(C(std::pow(x, y))); }), rtol * 10, 0);
+  check_values<C>("min", out.template get<C>("min"), d, map2(as_, bs, [](double x, double y) { return x < y ? x : y; }), 0, 0);
+  check_values<C>("max", out.template get<C>("max"), d, map2(as_, bs, [](double x, double y) { return x > y ? x : y; }), 0, 0);
+  check_values<bool>("lt", out.template get<bool>("lt"), d, map2(as_, bs, [&](double x, double y) { return bool_of(x < y); }));
+  check_values<bool>("le", out.template get<bool>("le"), d, map2(as_, bs, [&](double x, double y) { return bool_of(x <= y); }));
+  check_values<bool>("gt", out.template get<bool>("gt"), d, map2(as_, bs, [&](double x, double y) { return bool_of(x > y); }));
+  check_values<bool>("ge", out.template get<bool>("ge"), d, map2(as_, bs, [&](double x, double y) { return bool_of(x >= y); }));
+  check_values<bool>("eq", out.template get<bool>("eq"), d, map2(as_, bs, [&](double x, double y) { return bool_of(x == y); }));
+  check_values<bool>("ne", out.template get<bool>("ne"), d, map2(as_, bs, [&](double x, double y) { return bool_of(x != y); }));
+  check_values<C>("rsub", out.template get<C>("rsub"), d, map(as_, [](double x) { return 3.0 - x; }), rtol, 0);
+  check_values<C>("rdiv", out.template get<C>("rdiv"), d, map(bs, [](double y) { return 1.0 / y; }), rtol, 0);
+  check_values<C>("scale", out.template get<C>("scale"), d, map(as_, [](double x) { return x * 0.5 + 2.0; }), rtol, 0);
+}
+
+}  // namespace
+
+TEST_CASE("ops.elementwise.binary.f32.lengths") {
+  check_binary_float<1, f32>(1e-6);
+  check_binary_float<7, f32>(1e-6);
+  check_binary_float<8, f32>(1e-6);
+  check_binary_float<9, f32>(1e-6);
+  check_binary_float<63, f32>(1e-6);
+  check_binary_float<1000, f32>(1e-6);
+  check_binary_float<70001, f32>(1e-6);
+}
+
+TEST_CASE("ops.elementwise.binary.f64.lengths") {
+  check_binary_float<1, f64>(1e-14);
+  check_binary_float<8, f64>(1e-14);
+  check_binary_float<63, f64>(1e-14);
+}
+
+// ---- integer ops -------------------------------------------------------------------------------------
+
+namespace {
+template <dtype T> struct integer_model {
+  constexpr graph operator()() const {
+    graph g;
+    tensor a = g.placeholder("a", T, {13});
+    tensor b = g.placeholder("b", T, {13});
+    g.output("neg", -a);
+    g.output("abs", abs(a));
+    g.output("sign", sign(a));
+    g.output("square", square(a));
+    g.output("relu", relu(a));
+    g.output("add", a + b);
+    g.output("sub", a - b);
+    g.output("mul", a * b);
+    g.output("div", a / b);
+    g.output("min", minimum(a, b));
+    g.output("max", maximum(a, b));
+    g.output("pow", pow(abs(b), 2.0));
+    g.output("lt", a < b);
+    g.output("eq", equal(a, b));
+    g.output("plus3", a + 3.0);
+    return g;
+  }
+};
+template <dtype T> void check_integers() {
+  using C = ctype<T>;
+  const std::vector<C> a{-7, 7, 0, 5, -5, 100, -100, 3, 9, -9, 2147, 1, -1};
+  const std::vector<C> b{2, -2, 3, 5, 3, -7, 7, 3, -4, -4, 1000, 1, 2};
+  std::vector<double> wneg, wabs, wsign, wsq, wrelu, wadd, wsub, wmul, wdiv, wmin, wmax, wpow, wlt, weq, wplus;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const std::int64_t x = a[i], y = b[i];
+    wneg.push_back(double(-x));
+    wabs.push_back(double(x < 0 ? -x : x));
+    wsign.push_back(x > 0 ? 1 : x < 0 ? -1 : 0);
+    wsq.push_back(double(x * x));
+    wrelu.push_back(double(x > 0 ? x : 0));
+    wadd.push_back(double(x + y));
+    wsub.push_back(double(x - y));
+    wmul.push_back(double(x * y));
+    wdiv.push_back(double(x / y));  // C++ integer division truncates toward zero
+    wmin.push_back(double(x < y ? x : y));
+    wmax.push_back(double(x > y ? x : y));
+    wpow.push_back(double(y * y));
+    wlt.push_back(x < y);
+    weq.push_back(x == y);
+    wplus.push_back(double(x + 3));
+  }
+  auto ex = compile<cpu>(integer_model<T>{});
+  const dims d{13};
+  const auto& out = ex.run({{"a", view(a, d)}, {"b", view(b, d)}});
+  check_values<C>("neg", out.template get<C>("neg"), d, wneg);
+  check_values<C>("abs", out.template get<C>("abs"), d, wabs);
+  check_values<C>("sign", out.template get<C>("sign"), d, wsign);
+  check_values<C>("square", out.template get<C>("square"), d, wsq);
+  check_values<C>("relu", out.template get<C>("relu"), d, wrelu);
+  check_values<C>("add", out.template get<C>("add"), d, wadd);
+  check_values<C>("sub", out.template get<C>("sub"), d, wsub);
+  check_values<C>("mul", out.template get<C>("mul"), d, wmul);
+  check_values<C>("div", out.template get<C>("div"), d, wdiv);
+  check_values<C>("min", out.template get<C>("min"), d, wmin);
+  check_values<C>("max", out.template get<C>("max"), d, wmax);
+  check_values<C>("pow", out.template get<C>("pow"), d, wpow);
+  check_values<bool>("lt", out.template get<bool>("lt"), d, wlt);
+  check_values<bool>("eq", out.template get<bool>("eq"), d, weq);
+  check_values<C>("plus3", out.template get<C>("plus3"), d, wplus);
+}
+}  // namespace
+
+TEST_CASE("ops.elementwise.integer.i32") { check_integers<i32>(); }
+TEST_CASE("ops.elementwise.integer.i64") { check_integers<i64>(); }
+
+// ---- logic and where ----------------------------------------------------------------------------------
+
+namespace {
+constexpr auto logic_model = [] {
+  graph g;
+  tensor p = g.placeholder("p", boolean, {9});
+  tensor q = g.placeholder("q", boolean, {9});
+  tensor x = g.placeholder("x", f32, {9});
+  tensor y = g.placeholder("y", f32, {9});
+  g.output("and", logical_and(p, q));
+  g.output("or", p || q);
+  g.output("not", !p);
+  g.output("xor", (p || q) && !(p && q));
+  g.output("where", where(p, x, y));
+  g.output("where_cmp", where(x > y, x, y));  // = maximum
+  g.output("where_scalar", where(q, x, 0.0));
+  g.output("where_scalar_left", where(q, -1.0, y));
+  g.output("mask", where(logical_not(p), 1.0, x) * 2.0);
+  return g;
+};
+}  // namespace
+
+TEST_CASE("ops.elementwise.logic_and_where") {
+  kt::bools p(9), q(9);
+  const std::vector<float> x{1, -2, 3, -4, 5, 0.5f, -0.5f, 8, 9}, y{-1, 2, 3, 4, -5, 0.25f, 0.75f, -8, 10};
+  for (int i = 0; i < 9; ++i) {
+    p[std::size_t(i)] = i % 2 == 0;
+    q[std::size_t(i)] = i % 3 == 0;
+  }
+  auto ex = compile<cpu>(logic_model);
+  const dims d{9};
+  const auto& out = ex.run({{"p", p.view(d)}, {"q", q.view(d)}, {"x", view(x, d)}, {"y", view(y, d)}});
+  std::vector<double> wand, wor, wnot, wxor, wwhere, wcmp, ws, wsl, wmask;
+  for (std::size_t i = 0; i < 9; ++i) {
+    wand.push_back(p[i] && q[i]);
+    wor.push_back(p[i] || q[i]);
+    wnot.push_back(!p[i]);
+    wxor.push_back(p[i] != q[i]);
+    wwhere.push_back(p[i] ? x[i] : y[i]);
+    wcmp.push_back(x[i] > y[i] ? x[i] : y[i]);
+    ws.push_back(q[i] ? x[i] : 0.0);
+    wsl.push_back(q[i] ? -1.0 : y[i]);
+    wmask.push_back((!p[i] ? 1.0 : x[i]) * 2);
+  }
+  check_values<bool>("and", out.get<bool>("and"), d, wand);
+  check_values<bool>("or", out.get<bool>("or"), d, wor);
+  check_values<bool>("not", out.get<bool>("not"), d, wnot);
+  check_values<bool>("xor", out.get<bool>("xor"), d, wxor);
+  check_values<float>("where", out.get<float>("where"), d, wwhere);
+  check_values<float>("where_cmp", out.get<float>("where_cmp"), d, wcmp);
+  check_values<float>("where_scalar", out.get<float>("where_scalar"), d, ws);
+  check_values<float>("where_scalar_left", out.get<float>("where_scalar_left"), d, wsl);
+  check_values<float>("mask", out.get<float>("mask"), d, wmask);
+}
+
+namespace {
+constexpr auto where_broadcast_model = [] {
+  graph g;
+  tensor c = g.placeholder("c", boolean, {4, 1});
+  tensor a = g.placeholder("a", f64, {1, 5});
+  tensor b = g.placeholder("b", f64, {});
+  g.output("w", where(c, a, b));      // [4,1], [1,5], [] -> [4,5]
+  g.output("w2", where(c, b, a) + a);
+  return g;
+};
+}  // namespace
+
+TEST_CASE("ops.elementwise.where.broadcast") {
+  kt::bools c(4);
+  c[0] = true;
+  c[2] = true;
+  const std::vector<double> a{1, 2, 3, 4, 5}, b{-7.5};
+  auto ex = compile<cpu>(where_broadcast_model);
+  const auto& out = ex.run({{"c", c.view({4, 1})}, {"a", view(a, {1, 5})}, {"b", view(b, {})}});
+  std::vector<double> w, w2;
+  for (std::size_t i = 0; i < 4; ++i)
+    for (std::size_t j = 0; j < 5; ++j) {
+      w.push_back(c[i] ? a[j] : b[0]);
+      w2.push_back((c[i] ? b[0] : a[j]) + a[j]);
+    }
+  check_values<double>("w", out.get<double>("w"), {4, 5}, w);
+  check_values<double>("w2", out.get<double>("w2"), {4, 5}, w2);
+}
+

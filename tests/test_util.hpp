@@ -1,0 +1,144 @@
+// Helpers shared by the kiln tests: deterministic inputs, and comparisons of run outputs against
+// references that the tests compute themselves with plain loops (in double).
+#pragma once
+#include <doctest/doctest.h>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+#include <kiln.hpp>
+
+namespace kt {
+
+// A small PCG-style generator, independent of kiln's counter-based one.
+struct rng {
+  std::uint64_t s;
+  explicit rng(std::uint64_t seed) : s(seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull) {}
+  std::uint64_t next() {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    std::uint64_t x = s;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return x;
+  }
+  double uniform(double lo, double hi) { return lo + (hi - lo) * double(next() >> 11) * (1.0 / 9007199254740992.0); }
+  std::int64_t integer(std::int64_t lo, std::int64_t hi) { return lo + std::int64_t(next() % std::uint64_t(hi - lo + 1)); }
+};
+
+template <class T> std::vector<T> uniform(std::size_t n, double lo, double hi, std::uint64_t seed) {
+  rng r(seed);
+  std::vector<T> v(n);
+  for (auto& x : v) x = T(r.uniform(lo, hi));
+  return v;
+}
+template <class T> std::vector<T> integers(std::size_t n, std::int64_t lo, std::int64_t hi, std::uint64_t seed) {
+  rng r(seed);
+  std::vector<T> v(n);
+  for (auto& x : v) x = T(r.integer(lo, hi));
+  return v;
+}
+
+// bool tensors cannot live in std::vector<bool> (not contiguous)
+struct bools {
+  std::unique_ptr<bool[]> p;
+  std::size_t n = 0;
+  explicit bools(std::size_t count) : p(new bool[count]()), n(count) {}
+  bool& operator[](std::size_t i) { return p[i]; }
+  bool operator[](std::size_t i) const { return p[i]; }
+  kiln::value_ref view(kiln::dims d) const { return kiln::view(static_cast<const bool*>(p.get()), d); }
+};
+
+inline bool close(double got, double want, double rtol, double atol) {
+  if (std::isnan(want)) return std::isnan(got);
+  if (std::isinf(want)) return got == want;
+  if (!std::isfinite(got)) return false;
+  return std::fabs(got - want) <= atol + rtol * std::fabs(want);
+}
+
+inline std::string dims_text(const kiln::dims& d) {
+  std::string s = "[";
+  for (int i = 0; i < d.rank; ++i) s += (i ? "," : "") + std::to_string(d.d[i]);
+  return s + "]";
+}
+
+// Checks shape and every value; one assertion per tensor, with the first mismatches in the message.
+template <class T>
+void check_values(const char* what, kiln::tensor_view<const T> got, const kiln::dims& want_dims, const std::vector<double>& want,
+                  double rtol = 0, double atol = 0) {
+  INFO(std::string(what));
+  REQUIRE_MESSAGE(got.shape() == want_dims, "shape " << dims_text(got.shape()) << ", expected " << dims_text(want_dims));
+  REQUIRE(std::size_t(got.size()) == want.size());
+  std::size_t bad = 0;
+  std::ostringstream first;
+  first.precision(10);
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const double g = double(got.flat()[i]);
+    if (!close(g, want[i], rtol, atol)) {
+      if (bad < 5) first << " [" << i << "] got " << g << " want " << want[i] << ";";
+      ++bad;
+    }
+  }
+  CHECK_MESSAGE(bad == 0, std::string(what) << ": " << bad << " of " << want.size() << " values differ:" << first.str());
+}
+
+// Like check_values, with a per-element bound on |got - want| (e.g. eps * sum |a_k b_k| for dot products).
+template <class T>
+void check_bounded(const char* what, kiln::tensor_view<const T> got, const kiln::dims& want_dims, const std::vector<double>& want,
+                   const std::vector<double>& bound) {
+  INFO(std::string(what));
+  REQUIRE_MESSAGE(got.shape() == want_dims, "shape " << dims_text(got.shape()) << ", expected " << dims_text(want_dims));
+  REQUIRE(std::size_t(got.size()) == want.size());
+  std::size_t bad = 0;
+  std::ostringstream first;
+  first.precision(10);
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const double g = double(got.flat()[i]);
+    if (!(std::fabs(g - want[i]) <= bound[i])) {
+      if (bad < 5) first << " [" << i << "] got " << g << " want " << want[i] << " (bound " << bound[i] << ");";
+      ++bad;
+    }
+  }
+  CHECK_MESSAGE(bad == 0, std::string(what) << ": " << bad << " of " << want.size() << " values differ:" << first.str());
+}
+
+template <class T> std::vector<double> as_double(const std::vector<T>& v) { return std::vector<double>(v.begin(), v.end()); }
+
+// Row-major strides of `d`.
+inline std::vector<std::int64_t> strides_of(const std::vector<std::int64_t>& d) {
+  std::vector<std::int64_t> s(d.size(), 1);
+  for (int i = int(d.size()) - 2; i >= 0; --i) s[std::size_t(i)] = s[std::size_t(i) + 1] * d[std::size_t(i) + 1];
+  return s;
+}
+inline std::int64_t count_of(const std::vector<std::int64_t>& d) {
+  std::int64_t n = 1;
+  for (auto x : d) n *= x;
+  return n;
+}
+
+// numpy broadcasting reference: evaluates f(a[ia], b[ib]) over the broadcast shape `out`.
+inline std::vector<double> broadcast2(const std::vector<double>& a, std::vector<std::int64_t> da, const std::vector<double>& b,
+                                      std::vector<std::int64_t> db, const std::vector<std::int64_t>& out,
+                                      const std::function<double(double, double)>& f) {
+  while (da.size() < out.size()) da.insert(da.begin(), 1);
+  while (db.size() < out.size()) db.insert(db.begin(), 1);
+  const auto sa = strides_of(da), sb = strides_of(db), so = strides_of(out);
+  std::vector<double> r(std::size_t(count_of(out)));
+  for (std::int64_t i = 0; i < count_of(out); ++i) {
+    std::int64_t ia = 0, ib = 0, rem = i;
+    for (std::size_t d = 0; d < out.size(); ++d) {
+      const std::int64_t idx = rem / so[d];
+      rem %= so[d];
+      if (da[d] != 1) ia += idx * sa[d];
+      if (db[d] != 1) ib += idx * sb[d];
+    }
+    r[std::size_t(i)] = f(a[std::size_t(ia)], b[std::size_t(ib)]);
+  }
+  return r;
+}
+
+}  // namespace kt

@@ -153,16 +153,22 @@ template <class P> class cpu_executor {
 
   void prepare_arena(std::int64_t batch_size) {
     if (batch_size == arena_batch_) return;
-    const std::size_t bytes = std::size_t(plan.arena_bytes(batch_size));
-    if (bytes > arena_.size()) {
-      arena_.reset(bytes);
+    std::array<std::int64_t, N + 1> slot_bytes{};
+    std::int64_t bytes = 0;  // plan.arena_bytes(batch_size), plus padding to place large buffers
+    for (int s = 0; s < plan.n_slots; ++s) {
+      slot_bytes[std::size_t(s)] = align_bytes(plan.slots[std::size_t(s)].fixed + plan.slots[std::size_t(s)].per_batch * batch_size);
+      bytes += slot_bytes[std::size_t(s)] + cpu_detail::buffer_padding(slot_bytes[std::size_t(s)]);
+    }
+    if (std::size_t(bytes) > arena_.size()) {
+      arena_.reset(std::size_t(bytes));
       ++arena_allocations_;
     }
     std::array<std::int64_t, N + 1> slot_offset{};
     std::int64_t off = 0;
     for (int s = 0; s < plan.n_slots; ++s) {
+      off = cpu_detail::place_buffer(arena_.data(), off, slot_bytes[std::size_t(s)]);
       slot_offset[std::size_t(s)] = off;
-      off += align_bytes(plan.slots[std::size_t(s)].fixed + plan.slots[std::size_t(s)].per_batch * batch_size);
+      off += slot_bytes[std::size_t(s)];
     }
     for (std::size_t i = 0; i < N; ++i)
       if (plan.storage[i] == storage_kind::arena) values_[i] = arena_.data() + slot_offset[std::size_t(plan.storage_ref[i])];

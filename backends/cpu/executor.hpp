@@ -4,6 +4,7 @@
 #include <array>
 #include <string>
 #include <utility>
+#include "../../runtime/outputs.hpp"
 #include "../../runtime/variables.hpp"
 #include "../../runtime/view.hpp"
 #include "fused.hpp"
@@ -14,26 +15,6 @@
 namespace kiln {
 
 struct cpu {};
-
-// The values a run produced. They live in the executor and stay valid until its next run.
-template <std::size_t NO> class run_outputs {
- public:
-  std::array<std::string_view, NO> names{};
-  std::array<value_ref, NO> values{};
-
-  const value_ref& operator[](std::string_view name) const {
-    for (std::size_t i = 0; i < NO; ++i)
-      if (names[i] == name) return values[i];
-    std::string known;
-    for (auto n : names) known += (known.empty() ? "" : ", ") + std::string(n);
-    throw error("kiln: unknown output '" + std::string(name) + "'; outputs are: " + (known.empty() ? "(none)" : known));
-  }
-  template <scalar_type T> tensor_view<const T> get(std::string_view name) const { return (*this)[name].template as<T>(); }
-};
-
-namespace cpu_detail {
-template <class F> void for_each_dtype_value(dtype t, F&& f) { detail::with_ctype(t, f); }
-}
 
 template <class P> class cpu_executor {
  public:

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include "../../graph/loop_layout.hpp"
 #include "../../graph/program.hpp"
 #include "../../ops/elementwise.hpp"
 #include "packet_math.hpp"
@@ -37,13 +38,6 @@ inline std::int64_t place_buffer(const std::byte* base, std::int64_t off, std::i
 template <std::size_t L> struct leaf_state {
   std::array<const void*, L> ptr{};
   std::array<std::int64_t, L> off{};
-};
-
-// Loop dims after dropping size-1 dims and merging contiguous runs; extent = size * batch^dynamic.
-struct loop_dims {
-  int rank = 1;
-  std::int64_t size[max_rank]{1};
-  bool dynamic[max_rank]{};
 };
 
 // The expression rooted at `Root` of group `G`, iterated over the shape of node `ShapeNode`
@@ -89,53 +83,12 @@ template <class P, int G, int Root, int ShapeNode> struct fused_expr {
     return a;
   }();
 
-  // Stride of leaf l along each dim of S (0 where the leaf is broadcast).
-  static constexpr std::array<std::array<std::int64_t, max_rank>, std::size_t(L)> strides = [] {
-    std::array<std::array<std::int64_t, max_rank>, std::size_t(L)> st{};
-    for (int l = 0; l < L; ++l) {
-      const shape& t = nodes[std::size_t(all_leaves.node[std::size_t(l)])].out;
-      std::int64_t stride = 1;
-      for (int d = S.rank - 1; d >= 0; --d) {
-        const int td = d - (S.rank - t.rank);
-        if (td < 0) { st[std::size_t(l)][std::size_t(d)] = 0; continue; }
-        const bool broadcast = t.dim[td] == 1 && S.dim[d] != 1;
-        st[std::size_t(l)][std::size_t(d)] = broadcast ? 0 : stride;
-        stride *= (t.dim[td] == batch ? 1 : t.dim[td]);
-      }
-    }
-    return st;
+  static constexpr loop_layout<std::size_t(L)> collapsed = [] {
+    std::array<shape, std::size_t(L)> shapes{};
+    for (int l = 0; l < L; ++l) shapes[std::size_t(l)] = nodes[std::size_t(all_leaves.node[std::size_t(l)])].out;
+    return plan_loop(S, shapes, L);
   }();
-
-  struct collapsed_t {
-    loop_dims dims;
-    std::array<std::array<std::int64_t, max_rank>, std::size_t(L)> stride{};
-  };
-  static constexpr collapsed_t collapsed = [] {
-    collapsed_t c;
-    c.dims.rank = 0;
-    for (int d = 0; d < S.rank; ++d) {
-      if (S.dim[d] == 1) continue;  // index always 0
-      const bool dyn = S.dim[d] == batch;
-      const std::int64_t size = dyn ? 1 : S.dim[d];
-      bool merge = c.dims.rank > 0 && !dyn;
-      for (int l = 0; merge && l < L; ++l)
-        merge = c.stride[std::size_t(l)][std::size_t(c.dims.rank - 1)] == strides[std::size_t(l)][std::size_t(d)] * size;
-      if (merge) {
-        c.dims.size[c.dims.rank - 1] *= size;
-      } else {
-        c.dims.size[c.dims.rank] = size;
-        c.dims.dynamic[c.dims.rank] = dyn;
-        ++c.dims.rank;
-      }
-      for (int l = 0; l < L; ++l) c.stride[std::size_t(l)][std::size_t(c.dims.rank - 1)] = strides[std::size_t(l)][std::size_t(d)];
-    }
-    if (c.dims.rank == 0) {
-      c.dims.rank = 1;
-      c.dims.size[0] = 1;
-    }
-    return c;
-  }();
-  static constexpr int R = collapsed.dims.rank;
+  static constexpr int R = collapsed.rank;
 
   template <int Leaf> static constexpr bool contiguous = collapsed.stride[std::size_t(Leaf)][std::size_t(R - 1)] != 0;
 
@@ -226,7 +179,7 @@ template <class P, int G, int Root, int ShapeNode> struct fused_expr {
   // so short rows (a matmul epilogue of 300 columns) never fall back to scalar libm calls.
   static void run(const context& ctx, out_t* dst, std::int64_t begin, std::int64_t end) {
     std::int64_t ext[max_rank];
-    for (int d = 0; d < R; ++d) ext[d] = collapsed.dims.size[d] * (collapsed.dims.dynamic[d] ? ctx.batch : 1);
+    for (int d = 0; d < R; ++d) ext[d] = collapsed.size[std::size_t(d)] * (collapsed.dynamic[std::size_t(d)] ? ctx.batch : 1);
     const std::int64_t inner = ext[R - 1];
     if (inner == 0 || begin >= end) return;
     state st;

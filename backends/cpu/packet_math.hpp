@@ -7,12 +7,12 @@
 namespace kiln::cpu_detail {
 
 // Eigen's packet typedefs carry vector attributes that g++ warns about when they are used as
-// template arguments; the warning is harmless here and would otherwise reach every user.
+// template arguments; the warning is harmless here and would otherwise reach every user. (The
+// matching pop is at the end of this file.)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wignored-attributes"
 using packet_f32 = Eigen::internal::packet_traits<float>::type;
 inline constexpr int packet_width = Eigen::internal::unpacket_traits<packet_f32>::size;
-#pragma GCC diagnostic pop
 
 namespace ei = Eigen::internal;
 
@@ -97,3 +97,5 @@ template <op O> KILN_INLINE packet_f32 packet_apply(packet_f32 a, packet_f32 b) 
 }
 
 }  // namespace kiln::cpu_detail
+
+#pragma GCC diagnostic pop

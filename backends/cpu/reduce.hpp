@@ -71,7 +71,7 @@ template <class P, int G> struct reduction {
           const std::int64_t a = o / C, c = o % C;
           in_t best = identity();
           std::int32_t best_index = 0;
-          in_t scratch[1];
+          alignas(64) in_t scratch[64];  // room for a whole SIMD packet of the fused input
           for (std::int64_t i = 0; i < R; ++i) {
             const in_t v = *source(ctx, scratch, (a * R + i) * C + c, 1);
             if (v > best) { best = v; best_index = std::int32_t(i); }

@@ -22,7 +22,7 @@
 #include "layout.cuh"
 #include "matmul.cuh"
 #include "memory.cuh"
-#include "outputs.cuh"
+#include "../../runtime/outputs.hpp"
 #include "reduce.cuh"
 
 namespace kiln {
@@ -82,8 +82,8 @@ template <class P> class cuda_executor {
 
   // Host feeds in, host outputs out (in pinned buffers owned by the executor, valid until the
   // next run). Allocates only when a batch size needs more memory than any before it.
-  const cuda_outputs<NO>& run(std::initializer_list<feed> feeds = {}) { return run(std::span<const feed>(feeds.begin(), feeds.size())); }
-  const cuda_outputs<NO>& run(std::span<const feed> feeds) {
+  const run_outputs<NO>& run(std::initializer_list<feed> feeds = {}) { return run(std::span<const feed>(feeds.begin(), feeds.size())); }
+  const run_outputs<NO>& run(std::span<const feed> feeds) {
     cuda_detail::device_scope on(options_.device);
     std::array<const void*, std::size_t(P::plan.n_feeds) + 1> host{};
     const std::int64_t batch_size = bind_feeds(feeds, host);
@@ -112,10 +112,10 @@ template <class P> class cuda_executor {
   // Device feeds in (pointers from cudaMalloc or cudaMallocManaged, read in place), device
   // outputs out (they point into the executor's memory and stay valid until the next run). The
   // call returns once the run has finished.
-  const cuda_outputs<NO>& run_device(std::initializer_list<feed> feeds = {}) {
+  const run_outputs<NO>& run_device(std::initializer_list<feed> feeds = {}) {
     return run_device(std::span<const feed>(feeds.begin(), feeds.size()));
   }
-  const cuda_outputs<NO>& run_device(std::span<const feed> feeds) {
+  const run_outputs<NO>& run_device(std::span<const feed> feeds) {
     cuda_detail::device_scope on(options_.device);
     std::array<const void*, std::size_t(P::plan.n_feeds) + 1> device{};
     const std::int64_t batch_size = bind_feeds(feeds, device);
@@ -455,7 +455,7 @@ template <class P> class cuda_executor {
   std::int64_t prepared_batch_ = -1;
   std::int64_t arena_allocations_ = 0;
   std::int64_t graph_captures_ = 0;
-  cuda_outputs<NO> outputs_{};
+  run_outputs<NO> outputs_{};
 };
 
 // compile<cuda>(model): the executor for one GPU, with device copies of the variables of

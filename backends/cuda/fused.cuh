@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdint>
 #include <limits>
+#include "../../graph/loop_layout.hpp"
 #include "../../graph/program.hpp"
 #include "check.cuh"
 #include "expression.cuh"
@@ -93,55 +94,12 @@ template <class P, int G, int Root, int ShapeNode> struct fused_plan {
   static constexpr int L = table.leaf_count;
   static constexpr int K = table.imm_count;
 
-  // Stride of each leaf along each dim of S; 0 where the leaf is broadcast.
-  using stride_table = std::array<std::array<std::int64_t, max_rank>, std::size_t(L > 0 ? L : 1)>;
-  static constexpr stride_table strides = [] {
-    stride_table st{};
-    for (int l = 0; l < L; ++l) {
-      const shape t = P::nodes[std::size_t(table.leaf_node[std::size_t(l)])].out;
-      std::int64_t stride = 1;
-      for (int d = S.rank - 1; d >= 0; --d) {
-        const int td = d - (S.rank - t.rank);
-        if (td < 0) { st[std::size_t(l)][std::size_t(d)] = 0; continue; }
-        const bool broadcast = t.dim[td] == 1 && S.dim[d] != 1;
-        st[std::size_t(l)][std::size_t(d)] = broadcast ? 0 : stride;
-        stride *= (t.dim[td] == batch ? 1 : t.dim[td]);
-      }
-    }
-    return st;
-  }();
-
-  // Loop dims after dropping size-1 dims and merging runs every leaf walks contiguously.
-  // A dynamic dim has size 1 here and is scaled by the batch at run time; it only leads.
-  struct collapsed_t {
-    int rank = 0;
-    std::array<std::int64_t, max_rank> size{};
-    std::array<bool, max_rank> dynamic{};
-    stride_table stride{};
-  };
-  static constexpr collapsed_t collapsed = [] {
-    collapsed_t c;
-    for (int d = 0; d < S.rank; ++d) {
-      if (S.dim[d] == 1) continue;
-      const bool dyn = S.dim[d] == batch;
-      const std::int64_t size = dyn ? 1 : S.dim[d];
-      bool merge = c.rank > 0 && !dyn;
-      for (int l = 0; merge && l < L; ++l)
-        merge = c.stride[std::size_t(l)][std::size_t(c.rank - 1)] == strides[std::size_t(l)][std::size_t(d)] * size;
-      if (merge) {
-        c.size[std::size_t(c.rank - 1)] *= size;
-      } else {
-        c.size[std::size_t(c.rank)] = size;
-        c.dynamic[std::size_t(c.rank)] = dyn;
-        ++c.rank;
-      }
-      for (int l = 0; l < L; ++l) c.stride[std::size_t(l)][std::size_t(c.rank - 1)] = strides[std::size_t(l)][std::size_t(d)];
-    }
-    if (c.rank == 0) {
-      c.rank = 1;
-      c.size[0] = 1;
-    }
-    return c;
+  // Sized at least 1: kernel argument structs cannot hold zero-length arrays.
+  static constexpr std::size_t leaf_capacity = std::size_t(L > 0 ? L : 1);
+  static constexpr loop_layout<leaf_capacity> collapsed = [] {
+    std::array<shape, leaf_capacity> shapes{};
+    for (int l = 0; l < L; ++l) shapes[std::size_t(l)] = P::nodes[std::size_t(table.leaf_node[std::size_t(l)])].out;
+    return plan_loop(S, shapes, L);
   }();
   static constexpr int R = collapsed.rank;
 

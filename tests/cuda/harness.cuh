@@ -59,7 +59,7 @@ struct tolerance {
 };
 
 template <std::size_t NO>
-void compare_outputs(const kiln::cuda_outputs<NO>& gpu, const host_values& cpu, tolerance t, const std::string& context) {
+void compare_outputs(const kiln::run_outputs<NO>& gpu, const host_values& cpu, tolerance t, const std::string& context) {
   REQUIRE(cpu.size() == NO);
   for (std::size_t i = 0; i < NO; ++i) {
     const auto it = cpu.find(gpu.names[i]);

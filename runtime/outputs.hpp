@@ -1,14 +1,14 @@
-// The values a CUDA run returns: name -> value_ref, like the CPU executor's run_outputs (which
-// lives in backends/cpu/executor.hpp, a header nvcc does not compile, hence this twin).
+// The values a run returns, by output name. They live in the executor (host memory, for every
+// backend) and stay valid until its next run.
 #pragma once
 #include <array>
 #include <string>
 #include <string_view>
-#include "../../runtime/view.hpp"
+#include "view.hpp"
 
 namespace kiln {
 
-template <std::size_t NO> class cuda_outputs {
+template <std::size_t NO> class run_outputs {
  public:
   std::array<std::string_view, NO> names{};
   std::array<value_ref, NO> values{};

@@ -4,6 +4,7 @@
 #include "graph/plan.hpp"
 #include "graph/program.hpp"
 #include "ops/elementwise.hpp"
+#include "ops/gradients.hpp"
 #include "ops/indexing.hpp"
 #include "ops/layout.hpp"
 #include "ops/matmul.hpp"

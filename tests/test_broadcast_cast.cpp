@@ -8,24 +8,13 @@ using kt::check_values;
 
 namespace {
 
+using kt::as;
+using kt::map;
+using kt::map2;
+using kt::rounded;
+
 // ---- inputs ---------------------------------------------------------------------------------------
 
-template <class T> std::vector<T> as(const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); }
-template <class T> std::vector<double> rounded(const std::vector<double>& v) {  // the values the graph actually sees
-  std::vector<double> r(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) r[i] = double(T(v[i]));
-  return r;
-}
-template <class F> std::vector<double> map(const std::vector<double>& v, F f) {
-  std::vector<double> r(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) r[i] = f(v[i]);
-  return r;
-}
-template <class F> std::vector<double> map2(const std::vector<double>& a, const std::vector<double>& b, F f) {
-  std::vector<double> r(a.size());
-  for (std::size_t i = 0; i < a.size(); ++i) r[i] = f(a[i], b[i]);
-  return r;
-}
 
 }  // namespace
 

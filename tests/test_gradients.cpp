@@ -9,16 +9,9 @@
 using namespace kiln;
 using gc::check_gradients;
 using gc::make;
+using gc::weighted;
 
 namespace {
-
-// A non-uniform upstream: y sums t weighted along its last dim (3 or 4 wide).
-constexpr tensor weighted(graph& g, tensor t) {
-  const dtype T = t.type();
-  const std::int64_t n = t.shape().dim[t.rank() - 1];
-  tensor w = n == 4 ? g.constant({0.5, -1.25, 2.0, 0.75}, T, {4}) : g.constant({0.5, -1.25, 2.0}, T, {3});
-  return reduce_sum(t * w);
-}
 
 // ---- unary ops: one input per op, y = sum_op weighted(op(x_op)) -----------------------------------
 

@@ -8,17 +8,9 @@
 using namespace kiln;
 using gc::check_gradients;
 using gc::make;
+using gc::weighted;
 
 namespace {
-
-constexpr tensor weighted(graph& g, tensor t) {
-  const dtype T = t.type();
-  const std::int64_t n = t.shape().dim[t.rank() - 1];
-  tensor w = n == 4 ? g.constant({0.5, -1.25, 2.0, 0.75}, T, {4})
-             : n == 3 ? g.constant({0.5, -1.25, 2.0}, T, {3})
-                      : g.constant({0.5, -1.25}, T, {2});
-  return reduce_sum(t * w);
-}
 
 // ---- layout and indexing -------------------------------------------------------------------------
 

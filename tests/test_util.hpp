@@ -141,4 +141,40 @@ inline std::vector<double> broadcast2(const std::vector<double>& a, std::vector<
   return r;
 }
 
+// ---- inputs shared by the op tests -----------------------------------------------------------------
+
+// General inputs: edge values (zero, negative, large |x|) interleaved with random values.
+inline std::vector<double> general_input(std::size_t n, std::uint64_t seed) {
+  static const double edges[] = {-100, 0, 100, -1, 1, -0.5, 2.5, -3, 20, -20, 1e-3, -1e-3, 7.25, 50, -50, 0.75};
+  rng r(seed);
+  std::vector<double> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = i % 2 == 0 ? edges[(i / 2) % 16] : r.uniform(-6, 6);
+  return v;
+}
+// Positive inputs for log, sqrt, rsqrt (and bases of pow), including tiny and large values.
+inline std::vector<double> positive_input(std::size_t n, std::uint64_t seed) {
+  static const double edges[] = {1, 1e-3, 1e4, 0.25, 2, 1e-6, 123.5, 4};
+  rng r(seed);
+  std::vector<double> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = i % 2 == 0 ? edges[(i / 2) % 8] : r.uniform(0.01, 50);
+  return v;
+}
+
+template <class T> std::vector<T> as(const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); }
+template <class T> std::vector<double> rounded(const std::vector<double>& v) {  // the values the graph actually sees
+  std::vector<double> r(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) r[i] = double(T(v[i]));
+  return r;
+}
+template <class F> std::vector<double> map(const std::vector<double>& v, F f) {
+  std::vector<double> r(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) r[i] = f(v[i]);
+  return r;
+}
+template <class F> std::vector<double> map2(const std::vector<double>& a, const std::vector<double>& b, F f) {
+  std::vector<double> r(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) r[i] = f(a[i], b[i]);
+  return r;
+}
+
 }  // namespace kt

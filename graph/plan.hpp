@@ -77,12 +77,10 @@ template <std::size_t N> struct plan {
 
 namespace detail {
 
-template <std::size_t N>
-constexpr bool reads_immediate_inline(const std::array<node, N>& nodes, const plan<N>& p, int consumer) {
-  const op_kind k = kind_of(nodes[std::size_t(consumer)].kind);
-  if (k == op_kind::elementwise || k == op_kind::reduction || k == op_kind::assign) return true;
-  (void)p;
-  return false;
+// Consumers that evaluate their inputs inside a loop, and so can read immediates without a buffer.
+constexpr bool reads_immediate_inline(op consumer) {
+  const op_kind k = kind_of(consumer);
+  return k == op_kind::elementwise || k == op_kind::reduction || k == op_kind::assign;
 }
 
 template <std::size_t N>
@@ -143,7 +141,7 @@ constexpr plan<N> make_plan(const std::array<node, N>& nodes, const std::array<o
     if (!p.live[j]) continue;
     for (int k = 0; k < nodes[j].n_in; ++k) {
       a_consumer[std::size_t(nodes[j].in[k])] = int(j);
-      if (!detail::reads_immediate_inline(nodes, p, int(j))) consumed_from_buffer[std::size_t(nodes[j].in[k])] = true;
+      if (!detail::reads_immediate_inline(nodes[j].kind)) consumed_from_buffer[std::size_t(nodes[j].in[k])] = true;
     }
   }
 

@@ -67,9 +67,10 @@ inline std::string dims_text(const kiln::dims& d) {
 }
 
 // Checks shape and every value; one assertion per tensor, with the first mismatches in the message.
-template <class T>
-void check_values(const char* what, kiln::tensor_view<const T> got, const kiln::dims& want_dims, const std::vector<double>& want,
-                  double rtol = 0, double atol = 0) {
+// Compares every element with its reference; `ok(i, got)` decides, `note(i)` adds to a mismatch line.
+template <class T, class Ok, class Note>
+void check_each(const char* what, kiln::tensor_view<const T> got, const kiln::dims& want_dims, const std::vector<double>& want,
+                Ok ok, Note note) {
   INFO(std::string(what));
   REQUIRE_MESSAGE(got.shape() == want_dims, "shape " << dims_text(got.shape()) << ", expected " << dims_text(want_dims));
   REQUIRE(std::size_t(got.size()) == want.size());
@@ -78,32 +79,32 @@ void check_values(const char* what, kiln::tensor_view<const T> got, const kiln::
   first.precision(10);
   for (std::size_t i = 0; i < want.size(); ++i) {
     const double g = double(got.flat()[i]);
-    if (!close(g, want[i], rtol, atol)) {
-      if (bad < 5) first << " [" << i << "] got " << g << " want " << want[i] << ";";
+    if (!ok(i, g)) {
+      if (bad < 5) first << " [" << i << "] got " << g << " want " << want[i] << note(i) << ";";
       ++bad;
     }
   }
   CHECK_MESSAGE(bad == 0, std::string(what) << ": " << bad << " of " << want.size() << " values differ:" << first.str());
 }
 
+template <class T>
+void check_values(const char* what, kiln::tensor_view<const T> got, const kiln::dims& want_dims, const std::vector<double>& want,
+                  double rtol = 0, double atol = 0) {
+  check_each(what, got, want_dims, want, [&](std::size_t i, double g) { return close(g, want[i], rtol, atol); },
+             [](std::size_t) { return std::string(); });
+}
+
 // Like check_values, with a per-element bound on |got - want| (e.g. eps * sum |a_k b_k| for dot products).
 template <class T>
 void check_bounded(const char* what, kiln::tensor_view<const T> got, const kiln::dims& want_dims, const std::vector<double>& want,
                    const std::vector<double>& bound) {
-  INFO(std::string(what));
-  REQUIRE_MESSAGE(got.shape() == want_dims, "shape " << dims_text(got.shape()) << ", expected " << dims_text(want_dims));
-  REQUIRE(std::size_t(got.size()) == want.size());
-  std::size_t bad = 0;
-  std::ostringstream first;
-  first.precision(10);
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    const double g = double(got.flat()[i]);
-    if (!(std::fabs(g - want[i]) <= bound[i])) {
-      if (bad < 5) first << " [" << i << "] got " << g << " want " << want[i] << " (bound " << bound[i] << ");";
-      ++bad;
-    }
-  }
-  CHECK_MESSAGE(bad == 0, std::string(what) << ": " << bad << " of " << want.size() << " values differ:" << first.str());
+  check_each(what, got, want_dims, want, [&](std::size_t i, double g) { return std::fabs(g - want[i]) <= bound[i]; },
+             [&](std::size_t i) {
+               std::ostringstream o;
+               o.precision(10);
+               o << " (bound " << bound[i] << ")";
+               return o.str();
+             });
 }
 
 template <class T> std::vector<double> as_double(const std::vector<T>& v) { return std::vector<double>(v.begin(), v.end()); }

@@ -31,12 +31,14 @@ enum class op : std::uint8_t {
   reshape, transpose, slice, concat,
   // indexing
   gather,
+  // sliding windows over [batch,H,W,C] images (ops/window.hpp)
+  im2col, col2im, max_pool, max_pool_grad, max_pool_select,
   // state
   assign,
   count_
 };
 
-enum class op_kind : std::uint8_t { source, elementwise, reduction, matmul, alias, layout, indexing, assign };
+enum class op_kind : std::uint8_t { source, elementwise, reduction, matmul, alias, layout, indexing, window, assign };
 
 constexpr op_kind kind_of(op o) {
   if (o <= op::fill) return op_kind::source;
@@ -46,6 +48,7 @@ constexpr op_kind kind_of(op o) {
   if (o == op::reshape) return op_kind::alias;
   if (o <= op::concat) return op_kind::layout;
   if (o <= op::gather) return op_kind::indexing;
+  if (o <= op::max_pool_select) return op_kind::window;
   return op_kind::assign;
 }
 
@@ -62,6 +65,7 @@ constexpr std::string_view name_of(op o) {
       "matmul",
       "reshape", "transpose", "slice", "concat",
       "gather",
+      "im2col", "col2im", "max_pool", "max_pool_grad", "max_pool_select",
       "assign"};
   static_assert(sizeof(names) / sizeof(names[0]) == std::size_t(op::count_), "every op needs a name");
   return names[std::size_t(o)];

@@ -10,7 +10,7 @@
 
 namespace kiln {
 
-enum class group_kind : std::uint8_t { elementwise, reduction, matmul, layout, gather, assign };
+enum class group_kind : std::uint8_t { elementwise, reduction, matmul, layout, gather, window, assign };
 enum class storage_kind : std::uint8_t { none, feed, variable, constant, arena, alias };
 
 constexpr std::string_view name_of(group_kind k) {
@@ -20,6 +20,7 @@ constexpr std::string_view name_of(group_kind k) {
     case group_kind::matmul: return "matmul";
     case group_kind::layout: return "layout";
     case group_kind::gather: return "gather";
+    case group_kind::window: return "window";
     case group_kind::assign: return "assign";
   }
   return "?";
@@ -205,6 +206,7 @@ constexpr plan<N> make_plan(const std::array<node, N>& nodes, const std::array<o
       case op_kind::alias: break;
       case op_kind::layout: detail::new_group(p, i, group_kind::layout); break;
       case op_kind::indexing: detail::new_group(p, i, group_kind::gather); break;
+      case op_kind::window: detail::new_group(p, i, group_kind::window); break;
       case op_kind::assign: detail::new_group(p, i, group_kind::assign); break;
     }
   }

@@ -1,8 +1,8 @@
-// 2-D convolution (NHWC) as a composition of existing ops: zero padding is a concat with fills,
-// im2col is KH·KW strided slices stacked along the channels (along rows of the transposed matrix
-// for one input channel), and the product is one matmul with shared weights. So conv2d has gradients (ops/gradients.hpp differentiates the composition),
-// runs on every backend with no kernel of its own, and its bias and activation can run in the
-// matmul's epilogue. A dedicated kernel can later replace the lowering behind the same API.
+// 2-D convolution (NHWC) as im2col (ops/window.hpp: one gather kernel, whose adjoint col2im is
+// its gradient) followed by one matmul with the shared weights [KH·KW·C, F], so the bias and
+// activation of a conv layer run in the matmul's epilogue and the weight gradient is one GEMM
+// over every output position of the batch. The strided-window helpers below remain for the
+// average pooling of nn/pool.hpp.
 #pragma once
 #include <cstdint>
 #include <source_location>
@@ -10,13 +10,9 @@
 #include "../ops/elementwise.hpp"
 #include "../ops/layout.hpp"
 #include "../ops/matmul.hpp"
+#include "../ops/window.hpp"
 
 namespace kiln {
-
-// TensorFlow's padding modes. valid: windows lie inside the input, out = (n - k) / s + 1.
-// same: out = ceil(n / s), padded by max((out - 1)·s + k - n, 0) split as total/2 before and the
-// rest after (TF puts the odd element at the end).
-enum class padding : std::uint8_t { valid, same };
 
 namespace spatial_detail {
 
@@ -161,17 +157,12 @@ constexpr conv_rows conv2d_rows(tensor x, tensor w, std::int64_t stride, padding
   const std::int64_t kh = ws.dim[0], kw = ws.dim[1], c = ws.dim[2], f = ws.dim[3];
   if (pad == padding::valid && (xs.dim[1] < kh || xs.dim[2] < kw))
     return fail("the kernel of w ", ws, " is larger than the image of x ", xs, " with padding::valid");
-  window_set win = windows(x, kh, kw, stride, pad, 0.0);
-  const std::int64_t n = xs.dim[0], m = win.h.out * win.w.out, k = kh * kw * c;
-  const tensor w2 = reshape(w, shape{k, f}, no_loc);
-  const shape out{n, win.h.out, win.w.out, f};
-  if (c == 1 && win.parts.size() > 1) {
-    // One channel: stacking windows along the channels would copy one value at a time, so stack
-    // them as rows of cols^T [?,K,M] (whole windows per copy) and let the matmul transpose.
-    for (tensor& t : win.parts) t = reshape(t, shape{n, 1, m}, no_loc);
-    return {matmul(concat_all(win.parts, 1), w2, true, false, loc), out};
-  }
-  const tensor cols = reshape(concat_all(win.parts, 3), shape{n, m, k}, no_loc);
+  const window_geometry geo = detail::geometry(xs.dim[1], xs.dim[2], kh, kw, stride, pad);
+  const shape out{xs.dim[0], geo.ho, geo.wo, f};
+  const tensor w2 = reshape(w, shape{kh * kw * c, f}, no_loc);
+  // A 1×1 kernel at stride 1 reads every pixel once: the image itself is the column matrix.
+  const bool pointwise = kh == 1 && kw == 1 && stride == 1;
+  const tensor cols = pointwise ? reshape(x, shape{xs.dim[0], geo.ho * geo.wo, c}, no_loc) : detail::im2col(x, geo);
   return {matmul(cols, w2, false, false, loc), out};
 }
 

@@ -1,7 +1,8 @@
-// 2-D pooling (NHWC) as compositions of existing ops, so they have gradients and run on every
-// backend. With stride == pool (Keras' default) the windows tile the image: a crop (valid) or pad
-// (same), a free reshape to [?,Ho,p,Wo,p,C] and a reduction over the two window axes. Other
-// strides combine the p·p strided windows of nn/conv.hpp elementwise (maximum, or a sum).
+// 2-D pooling (NHWC). Max pooling is one window op (ops/window.hpp) with its own gradient
+// kernel. Average pooling is a composition of existing ops: with stride == pool (Keras' default)
+// the windows tile the image: a crop (valid) or pad (same), a free reshape to [?,Ho,p,Wo,p,C]
+// and a mean over the two window axes; other strides sum the p·p strided windows of
+// nn/conv.hpp elementwise.
 #pragma once
 #include <cstdint>
 #include <limits>
@@ -44,22 +45,18 @@ constexpr tensor pool2d(pool_kind k, tensor x, std::int64_t p, std::int64_t s, p
   if (p < 1 || s < 1) return g.fail_with(name, loc, "pool and stride must be >= 1, got pool ", p, " and stride ", s, " for x ", xs);
   if (pad == padding::valid && (xs.dim[1] < p || xs.dim[2] < p))
     return g.fail_with(name, loc, "the pool window ", p, "x", p, " is larger than the image of x ", xs, " with padding::valid");
-  const double lowest = -std::numeric_limits<double>::infinity();
-  // Padded entries never win a max (-inf) and are not counted by an average (TF's semantics).
-  const double pad_value = k == pool_kind::max ? lowest : 0.0;
+  if (k == pool_kind::max) return detail::max_pool(x, detail::geometry(xs.dim[1], xs.dim[2], p, p, s, pad));
   const axis_window h = window(xs.dim[1], p, s, pad), w = window(xs.dim[2], p, s, pad);
-  const bool counts_vary = k == pool_kind::average && pad == padding::same && (h.before + h.after + w.before + w.after) > 0;
+  // Padded entries are not counted by an average (TF's semantics).
+  const bool counts_vary = pad == padding::same && (h.before + h.after + w.before + w.after) > 0;
   if (s == p) {
-    if (k == pool_kind::max) return tile_reduce(x, p, h, w, pad, op::reduce_max, pad_value);
-    if (!counts_vary) return tile_reduce(x, p, h, w, pad, op::reduce_mean, pad_value);
+    if (!counts_vary) return tile_reduce(x, p, h, w, pad, op::reduce_mean, 0.0);
     const tensor ones = g.fill(shape{1, xs.dim[1], xs.dim[2], 1}, 1, x.type(), no_loc);
     return div(tile_reduce(x, p, h, w, pad, op::reduce_sum, 0.0), tile_reduce(ones, p, h, w, pad, op::reduce_sum, 0.0), loc);
   }
-  const window_set win = windows(x, p, p, s, pad, pad_value);
+  const window_set win = windows(x, p, p, s, pad, 0.0);
   tensor acc = win.parts[0];
-  for (std::size_t i = 1; i < win.parts.size(); ++i)
-    acc = k == pool_kind::max ? maximum(acc, win.parts[i], no_loc) : add(acc, win.parts[i], no_loc);
-  if (k == pool_kind::max) return acc;
+  for (std::size_t i = 1; i < win.parts.size(); ++i) acc = add(acc, win.parts[i], no_loc);
   if (!counts_vary) return div(acc, double(p * p), loc);
   const window_set ones = windows(g.fill(shape{1, xs.dim[1], xs.dim[2], 1}, 1, x.type(), no_loc), p, p, s, pad, 0.0);
   tensor count = ones.parts[0];
@@ -70,8 +67,8 @@ constexpr tensor pool2d(pool_kind k, tensor x, std::int64_t p, std::int64_t s, p
 }  // namespace spatial_detail
 
 // Keras MaxPooling2D / tf.nn.max_pool2d (NHWC): the max over each pool×pool window; stride 0
-// means stride = pool. Gradients: with stride == pool the max's gradient is split equally among
-// tied maxima of a window (reduce_max's rule); with other strides it goes to one of them.
+// means stride = pool. The gradient goes to the first maximum of each window in row-major order
+// (TF's MaxPoolGrad), also when several entries tie.
 constexpr tensor max_pool2d(tensor x, std::int64_t pool, std::int64_t stride = 0, padding pad = padding::valid,
                             std::source_location loc = std::source_location::current()) {
   return spatial_detail::pool2d(spatial_detail::pool_kind::max, x, pool, stride, pad, loc);

@@ -25,6 +25,7 @@
 #include "layout.hpp"
 #include "matmul.hpp"
 #include "reduce.hpp"
+#include "window.hpp"
 
 namespace kiln {
 
@@ -196,7 +197,23 @@ struct walker {
       // y > 0 exactly where x > 0 (NaN included: relu(NaN) is 0). Reading y rather than x leaves
       // relu the only reader of x, so that x need not be stored: relu fuses into its producer
       // (the bias add after a matmul) and the backward pass reads the one [batch, units] buffer.
-      case op::relu: give(n.in[0], where(greater(y, 0.0, no_loc), gy, 0.0, no_loc)); break;
+      case op::relu: {
+        // relu -> max_pool: fold the mask into the routing (window_geometry::positive_only).
+        // A conv layer's relu runs on its [?,Ho·Wo,F] rows, so look through plain reshapes.
+        auto unreshaped = [&](int id) {
+          while (g.at(id).kind == op::reshape && g.at(id).k == 0) id = g.at(id).in[0];
+          return id;
+        };
+        const node up = g.at(unreshaped(gy.id));
+        if (up.kind == op::max_pool_grad && unreshaped(up.in[0]) == i && up.value == 0) {
+          window_geometry geo = detail::geometry_of(up);
+          geo.positive_only = true;
+          give(n.in[0], reshape(detail::max_pool_grad(tensor{&g, up.in[0]}, tensor{&g, up.in[1]}, geo), y.shape(), no_loc));
+        } else {
+          give(n.in[0], where(greater(y, 0.0, no_loc), gy, 0.0, no_loc));
+        }
+        break;
+      }
       case op::softplus: give(n.in[0], mul(gy, sigmoid(x0, no_loc), no_loc)); break;
       case op::sign: break;  // zero almost everywhere
       case op::cast:         // float -> float casts back; casts from or to integers carry nothing
@@ -260,10 +277,15 @@ struct walker {
       // ---- matmul: C = op(A) op(B); shared weights ([B,M,K] x [K,N]) sum dB over the batch in give
       case op::matmul: {
         const bool ta = (n.k & 1) != 0, tb = (n.k & 2) != 0;
+        // dB of shared weights B: one GEMM folding the batch into the rows (detail::folded_contraction)
+        const bool shared_b = x1.valid() && x1.rank() == 2 && x0.rank() == 3 && detail::can_fold_rows(x0.shape(), gy.shape());
         if (!ta && !tb) {
           if (d0) give(n.in[0], mm(gy, x1, false, true));
-          if (d1) give(n.in[1], mm(x0, gy, true, false));
-        } else if (ta && !tb) {
+          if (d1) give(n.in[1], shared_b ? detail::folded_contraction(x0, gy) : mm(x0, gy, true, false));
+        } else if (!ta && tb && shared_b) {
+          if (d0) give(n.in[0], mm(gy, x1, false, false));
+          if (d1) give(n.in[1], detail::folded_contraction(gy, x0));
+        } else if (ta && !tb) {  // also the folded contraction: C = A^T B over the rows of the batch
           if (d0) give(n.in[0], mm(x1, gy, false, true));
           if (d1) give(n.in[1], mm(x0, gy, false, false));
         } else if (!ta && tb) {
@@ -350,6 +372,14 @@ struct walker {
         give(n.in[0], prod);
         break;
       }
+      // ---- windows: each op's adjoint is another op of the family (ops/window.hpp). max_pool's
+      // routing depends on x only through which entry is the maximum, a piecewise-constant
+      // choice, so max_pool_grad and max_pool_select are linear in g with zero derivative in x.
+      case op::im2col: give(n.in[0], detail::col2im(gy, x0.shape(), detail::geometry_of(n))); break;
+      case op::col2im: give(n.in[0], detail::im2col(gy, detail::geometry_of(n))); break;
+      case op::max_pool: give(n.in[0], detail::max_pool_grad(x0, gy, detail::geometry_of(n))); break;
+      case op::max_pool_grad: if (d1) give(n.in[1], detail::max_pool_select(x0, gy, detail::geometry_of(n))); break;
+      case op::max_pool_select: if (d1) give(n.in[1], detail::max_pool_grad(x0, gy, detail::geometry_of(n))); break;
       // sources, comparisons, logical ops, argmax, uniform_hash, assign: no gradient
       default: break;
     }

@@ -1,5 +1,7 @@
 // Matrix products: [M,K]x[K,N], batched [B,M,K]x[B,K,N], and [B,M,K]x[K,N] (shared weights);
 // K may be the dynamic batch dim of 2-D operands ([?,M]^T x [?,N], the weight gradient of a layer).
+// Internally (gradients) also the row-folded contraction [?,R,M]^T x [?,R,N] -> [M,N] summed over
+// the batch and R: the weight gradient of shared weights (a conv layer's [KH·KW·C, F]).
 #pragma once
 #include "elementwise.hpp"
 
@@ -42,5 +44,31 @@ constexpr tensor matmul(tensor a, tensor b, bool transpose_a = false, bool trans
   r.out = ra == 3 ? shape{sa.dim[0], m, n} : shape{m, n};
   return g.add(r, loc);
 }
+
+namespace detail {
+
+// node.k flags of a matmul: 1 transposes a, 2 transposes b, 4 folds [?,R,X] operands into [?·R, X]
+inline constexpr std::int64_t matmul_fold_rows = 4;
+
+// sum over n and r of a[n,r,:]^T b[n,r,:]: a [?,R,M], b [?,R,N] -> [M,N]. One GEMM over every
+// row of the batch instead of a batched product [?,M,N] and a reduction over the batch.
+constexpr tensor folded_contraction(tensor a, tensor b) {
+  const shape sa = a.shape(), sb = b.shape();
+  node r;
+  r.kind = op::matmul;
+  r.type = a.type();
+  r.n_in = 2;
+  r.in[0] = a.id;
+  r.in[1] = b.id;
+  r.k = 1 | matmul_fold_rows;
+  r.out = shape{sa.dim[2], sb.dim[2]};
+  return a.g->add(r, no_loc);
+}
+
+constexpr bool can_fold_rows(const shape& sa, const shape& sb) {
+  return sa.rank == 3 && sb.rank == 3 && sa.dynamic() && sb.dynamic() && sa.dim[1] == sb.dim[1];
+}
+
+}  // namespace detail
 
 }  // namespace kiln

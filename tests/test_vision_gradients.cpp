@@ -143,3 +143,147 @@ template <bool Training> void check_bn() {
 
 TEST_CASE("vision_gradients.batch_norm.training") { check_bn<true>(); }
 TEST_CASE("vision_gradients.batch_norm.inference") { check_bn<false>(); }
+
+// ---- second order through the window ops ------------------------------------------------------------
+// conv2d and max_pool2d differentiate into col2im and max_pool_grad, whose own gradients are
+// im2col and max_pool_select: a Hessian-vector product z = <d y/d x, v> + <d y/d w, u> exercises
+// every rule of the family, checked by finite differences of z.
+
+namespace {
+
+struct second_order_model {
+  constexpr graph operator()() const {
+    graph g;
+    tensor x = g.placeholder("x", f64, {batch, 6, 5, 2}), w = g.placeholder("w", f64, {3, 2, 2, 3});
+    tensor v = g.placeholder("v", f64, {batch, 6, 5, 2}), u = g.placeholder("u", f64, {3, 2, 2, 3});
+    tensor h = tanh(conv2d(x, w, 1, padding::same));                        // [?,6,5,3]
+    tensor y = objective(g, square(max_pool2d(h, 2, 0, padding::same)));   // [?,3,3,3]
+    // relu -> max pool: the relu's mask folds into the pool's routing (positive_only), both
+    // when the relu runs on a conv layer's [?,Ho·Wo,F] rows (as layers::conv2d does) and on NHWC
+    const auto rows = spatial_detail::conv2d_rows(x, w, 1, padding::valid, detail::no_loc);
+    y = y + objective(g, square(max_pool2d(reshape(relu(rows.rows), rows.out), 2)));  // tiles: [?,2,2,3]
+    y = y + objective(g, square(max_pool2d(relu(conv2d(x, w, 1, padding::same)), 3, 2)));  // overlapping
+    auto d = gradients(y, {x, w});
+    tensor z = reduce_sum(d[0] * v) + reduce_sum(d[1] * u);
+    g.output("y", z);
+    auto dz = gradients(z, {x, w});
+    g.output("d_x", dz[0]);
+    g.output("d_w", dz[1]);
+    return g;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("vision_gradients.second_order.conv_max_pool") {
+  static auto ex = compile<cpu>(second_order_model{});
+  using P = program<second_order_model>;
+  int masked = 0;
+  for (const node& n : P::nodes) masked += (n.kind == op::max_pool_grad || n.kind == op::max_pool_select) && n.value != 0;
+  CHECK(masked >= 2);
+  const std::int64_t B = 2;
+  std::vector<gc::input> ins = {make("x", {B, 6, 5, 2}, -1, 1, 31), make("w", {3, 2, 2, 3}, -1, 1, 32)};
+  const auto v = gc::values(std::size_t(B * 6 * 5 * 2), -1, 1, 33), u = gc::values(3 * 2 * 2 * 3, -1, 1, 34);
+  check_gradients(ex, ins, {{"v", view(v, {B, 6, 5, 2})}, {"u", view(u, {3, 2, 2, 3})}});
+}
+
+// ---- max pooling with ties -------------------------------------------------------------------------
+
+namespace {
+
+struct tie_model {
+  constexpr graph operator()() const {
+    graph g;
+    tensor x = g.placeholder("x", f32, {batch, 5, 5, 2});
+    tensor up = g.placeholder("up", f32, {batch, 3, 3, 2});
+    tensor y = max_pool2d(x, 2, 0, padding::same);  // pads the last row and column
+    g.output("y", y);
+    g.output("dx", gradients(y, {x}, up)[0]);
+    return g;
+  }
+};
+
+}  // namespace
+
+// TF's MaxPoolGrad: the whole upstream of a window goes to its first maximum in row-major order.
+TEST_CASE("vision_gradients.max_pool2d.ties_go_to_the_first_maximum") {
+  auto ex = compile<cpu>(tie_model{});
+  const std::int64_t B = 2;
+  // channel 0: constant 1.5 (every window ties); channel 1: x = -1 - (row + col) % 2, so every
+  // window's maxima (-1) lie on the even diagonals
+  std::vector<float> x(std::size_t(B * 25 * 2)), up(std::size_t(B * 9 * 2));
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t r = 0; r < 5; ++r)
+      for (std::int64_t c = 0; c < 5; ++c) {
+        x[std::size_t(((b * 5 + r) * 5 + c) * 2)] = 1.5f;
+        x[std::size_t(((b * 5 + r) * 5 + c) * 2 + 1)] = -1.0f - float((r + c) % 2);
+      }
+  for (std::size_t i = 0; i < up.size(); ++i) up[i] = float(i + 1);
+  const auto& out = ex.run({{"x", view(x, {B, 5, 5, 2})}, {"up", view(up, {B, 3, 3, 2})}});
+  const auto y = out.get<float>("y").flat();
+  const auto dx = out.get<float>("dx").flat();
+  std::vector<float> want(x.size(), 0.0f);
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t p = 0; p < 3; ++p)
+      for (std::int64_t q = 0; q < 3; ++q)
+        for (std::int64_t ch = 0; ch < 2; ++ch) {
+          const std::size_t o = std::size_t(((b * 3 + p) * 3 + q) * 2 + ch);
+          CHECK(y[o] == (ch == 0 ? 1.5f : -1.0f));
+          // first maximum: the window's top-left entry (2p, 2q) has an even diagonal in both channels
+          want[std::size_t(((b * 5 + 2 * p) * 5 + 2 * q) * 2 + ch)] += up[o];
+        }
+  for (std::size_t i = 0; i < want.size(); ++i) CHECK(dx[i] == want[i]);
+}
+
+// ---- the weight gradient of a convolution at many batch sizes ---------------------------------------
+// dW = sum over the batch and every output position of cols^T · upstream: one GEMM over all rows
+// (small outputs: a register-blocked kernel; larger ones: Eigen, split over threads), compared with
+// a direct loop.
+
+namespace {
+
+template <std::int64_t C, std::int64_t F> struct weight_grad_model {
+  constexpr graph operator()() const {
+    graph g;
+    tensor x = g.placeholder("x", f32, {batch, 6, 6, C}), w = g.placeholder("w", f32, {3, 3, C, F});
+    tensor up = g.placeholder("up", f32, {batch, 6, 6, F});
+    g.output("dw", gradients(conv2d(x, w, 1, padding::same), {w}, up)[0]);
+    return g;
+  }
+};
+
+template <std::int64_t C, std::int64_t F> void check_weight_grad(std::int64_t B) {
+  static auto ex = compile<cpu>(weight_grad_model<C, F>{});
+  const auto x = kt::uniform<float>(std::size_t(B * 36 * C), -1, 1, 41 + std::uint64_t(B));
+  const auto w = kt::uniform<float>(std::size_t(9 * C * F), -1, 1, 42);
+  const auto up = kt::uniform<float>(std::size_t(B * 36 * F), -1, 1, 43 + std::uint64_t(B));
+  const auto dw = ex.run({{"x", view(x, {B, 6, 6, C})}, {"w", view(w, {3, 3, C, F})}, {"up", view(up, {B, 6, 6, F})}}).template get<float>("dw").flat();
+  REQUIRE(std::size_t(dw.size()) == std::size_t(9 * C * F));
+  double worst = 0, scale = 1;
+  for (std::int64_t i = 0; i < 3; ++i)
+    for (std::int64_t j = 0; j < 3; ++j)
+      for (std::int64_t c = 0; c < C; ++c)
+        for (std::int64_t f = 0; f < F; ++f) {
+          double s = 0;  // same padding, stride 1: output (p, q) reads input (p + i - 1, q + j - 1)
+          for (std::int64_t b = 0; b < B; ++b)
+            for (std::int64_t p = 0; p < 6; ++p)
+              for (std::int64_t q = 0; q < 6; ++q) {
+                const std::int64_t r = p + i - 1, s2 = q + j - 1;
+                if (r < 0 || r >= 6 || s2 < 0 || s2 >= 6) continue;
+                s += double(x[std::size_t(((b * 6 + r) * 6 + s2) * C + c)]) * double(up[std::size_t(((b * 6 + p) * 6 + q) * F + f)]);
+              }
+          scale = std::max(scale, std::fabs(s));
+          worst = std::max(worst, std::fabs(s - double(dw[std::size_t(((i * 3 + j) * C + c) * F + f)])));
+        }
+  INFO("batch " << B << ", C " << C << ", F " << F);
+  CHECK(worst <= 2e-5 * scale * std::sqrt(double(B * 36 + 1)));
+}
+
+}  // namespace
+
+TEST_CASE("vision_gradients.conv2d.weight_gradient_small_output") {
+  for (std::int64_t B : {0, 1, 7, 300}) check_weight_grad<3, 8>(B);
+}
+TEST_CASE("vision_gradients.conv2d.weight_gradient_large_output") {
+  for (std::int64_t B : {1, 5, 120}) check_weight_grad<16, 32>(B);
+}

@@ -2,6 +2,7 @@
 // and reused after), and runs the groups of the plan in schedule order as direct calls.
 #pragma once
 #include <array>
+#include <ctime>
 #include <string>
 #include <utility>
 #include "../../runtime/outputs.hpp"
@@ -11,6 +12,7 @@
 #include "layout.hpp"
 #include "matmul.hpp"
 #include "reduce.hpp"
+#include "window.hpp"
 
 namespace kiln {
 
@@ -176,8 +178,29 @@ template <class P> class cpu_executor {
   }
 
   template <std::size_t... S> void run_schedule(const cpu_detail::context& ctx, std::index_sequence<S...>) {
+#ifdef KILN_PROFILE
+    (profiled<S>(ctx), ...);
+#else
     (run_group<plan.schedule[S]>(ctx), ...);
+#endif
   }
+
+#ifdef KILN_PROFILE
+ public:
+  // Seconds spent in each schedule position since construction (a build with -DKILN_PROFILE).
+  std::array<double, std::size_t(plan.n_groups) + 1> group_seconds{};
+
+ private:
+  // CPU time of the calling thread: robust against other processes on a busy machine (profile
+  // with one thread, e.g. oneTBB's global_control, to see the whole cost of a group).
+  template <std::size_t S> void profiled(const cpu_detail::context& ctx) {
+    timespec t0, t1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    run_group<plan.schedule[S]>(ctx);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+    group_seconds[S] += double(t1.tv_sec - t0.tv_sec) + 1e-9 * double(t1.tv_nsec - t0.tv_nsec);
+  }
+#endif
 
   template <int G> static void run_group(const cpu_detail::context& ctx) {
     constexpr group_info g = plan.groups[std::size_t(G)];
@@ -195,6 +218,8 @@ template <class P> class cpu_executor {
       cpu_detail::layout_group<P, G>::run(ctx);
     } else if constexpr (g.kind == group_kind::gather) {
       cpu_detail::gather_group<P, G>::run(ctx);
+    } else if constexpr (g.kind == group_kind::window) {
+      cpu_detail::window_group<P, G>::run(ctx);
     } else {
       constexpr const node& a = nodes[std::size_t(g.root)];
       using loop = cpu_detail::fused_expr<P, G, a.in[1], g.root>;

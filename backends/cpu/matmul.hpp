@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <utility>
 #include <Eigen/Core>
+#include "../../ops/matmul.hpp"
 #include "fused.hpp"
 
 namespace kiln::cpu_detail {
@@ -33,22 +34,27 @@ template <class T, bool TA, bool TB>
 // of them in accumulators, and up to a quarter in loaded packets.
 inline constexpr int vector_registers = packet_width >= 16 ? 32 : 16;
 
-// Packets [0, RP) of columns of one row of a * b, over static K: RP independent accumulator
-// chains; the last packet LastW lanes wide (masked loads; its other lanes are zero). They go to
-// sink(acc) (stored, or handed to a fused epilogue).
-template <std::int64_t K, int RP, int LastW, class Sink>
+// Packets [0, RP) of columns of MR rows of a * b, over static K: MR·RP independent accumulator
+// chains (one row alone would leave the FMA units waiting on each chain's latency); the last
+// packet LastW lanes wide (masked loads; its other lanes are zero). Row r's packets go to
+// sink(r, acc[r]) (stored, or handed to a fused epilogue).
+template <std::int64_t K, int MR, int RP, int LastW, class Sink>
 KILN_INLINE void gemm_row_tile(const float* arow, const float* b, std::int64_t ldb, Sink&& sink) {
-  packet_f32 acc[RP];
-  static_for<RP>([&](auto p) { acc[p] = ei::pzero(packet_f32{}); });
+  packet_f32 acc[MR][RP];
+  static_for<MR>([&](auto r) { static_for<RP>([&](auto p) { acc[r][p] = ei::pzero(packet_f32{}); }); });
   for (std::int64_t k = 0; k < K; ++k) {
-    const packet_f32 av = ei::pset1<packet_f32>(arow[k]);
+    packet_f32 bk[RP];
     static_for<RP>([&](auto p) {
       const float* bp = b + k * ldb + p * packet_width;
-      if constexpr (p == RP - 1 && LastW < packet_width) acc[p] = ei::pmadd(av, ploadu_first(bp, LastW), acc[p]);
-      else acc[p] = ei::pmadd(av, ei::ploadu<packet_f32>(bp), acc[p]);
+      if constexpr (p == RP - 1 && LastW < packet_width) bk[p] = ploadu_first(bp, LastW);
+      else bk[p] = ei::ploadu<packet_f32>(bp);
+    });
+    static_for<MR>([&](auto r) {
+      const packet_f32 av = ei::pset1<packet_f32>(arow[r * K + k]);
+      static_for<RP>([&](auto p) { acc[r][p] = ei::pmadd(av, bk[p], acc[r][p]); });
     });
   }
-  sink(acc);
+  static_for<MR>([&](auto r) { sink(std::int64_t(r), acc[r]); });
 }
 
 // Stores a tile of RP packets (the last LastW lanes wide) at p.
@@ -83,21 +89,28 @@ void small_gemm_rows(const float* a, const float* b, float* c, std::int64_t m0, 
   constexpr std::int64_t full_blocks = vector_cols / block, rest = vector_cols - full_blocks * block;
   constexpr int rest_packets = int((rest + packet_width - 1) / packet_width);
   constexpr int last_width = int(rest - std::int64_t(rest_packets - 1) * packet_width);
-  for (std::int64_t m = m0; m < m1; ++m) {
+  // rows in tiles of MR, with up to half the vector registers in accumulators
+  constexpr int MR = int(std::clamp<std::int64_t>(vector_registers / 2 / RP, 1, 8));
+  auto row_tiles = [&]<int R>(std::int64_t m) {
     const float* arow = a + m * K;
     for (std::int64_t blk = 0; blk < full_blocks; ++blk)
-      gemm_row_tile<K, RP, packet_width>(arow, b + blk * block, N,
-                                         [&](const packet_f32* acc) { tile_sink.template operator()<RP, packet_width>(m, blk * block, acc); });
-    if constexpr (rest > 0)
-      gemm_row_tile<K, rest_packets, last_width>(arow, b + full_blocks * block, N, [&](const packet_f32* acc) {
-        tile_sink.template operator()<rest_packets, last_width>(m, full_blocks * block, acc);
+      gemm_row_tile<K, R, RP, packet_width>(arow, b + blk * block, N, [&](std::int64_t r, const packet_f32* acc) {
+        tile_sink.template operator()<RP, packet_width>(m + r, blk * block, acc);
       });
-    for (std::int64_t n = vector_cols; n < N; ++n) {
-      float acc = 0;
-      for (std::int64_t k = 0; k < K; ++k) acc += arow[k] * b[k * N + n];
-      c[m * N + n] = acc;
-    }
-  }
+    if constexpr (rest > 0)
+      gemm_row_tile<K, R, rest_packets, last_width>(arow, b + full_blocks * block, N, [&](std::int64_t r, const packet_f32* acc) {
+        tile_sink.template operator()<rest_packets, last_width>(m + r, full_blocks * block, acc);
+      });
+    for (std::int64_t r = 0; r < R; ++r)
+      for (std::int64_t n = vector_cols; n < N; ++n) {
+        float acc = 0;
+        for (std::int64_t k = 0; k < K; ++k) acc += arow[r * K + k] * b[k * N + n];
+        c[(m + r) * N + n] = acc;
+      }
+  };
+  std::int64_t m = m0;
+  for (; m + MR <= m1; m += MR) row_tiles.template operator()<MR>(m);
+  for (; m < m1; ++m) row_tiles.template operator()<1>(m);
 }
 
 // c[m, n] = a[m, :] . bt[n, :] for N narrower than a packet (a logits or value head over a
@@ -281,10 +294,15 @@ template <class P, int G> struct matmul_group {
   static constexpr const node& na = P::nodes[mm.in[0]];
   static constexpr const node& nb = P::nodes[mm.in[1]];
   static constexpr bool ta = mm.k & 1, tb = mm.k & 2;
+  // A row-folded contraction [?,R,M]^T x [?,R,N] is the batch contraction [?·R,M]^T x [?·R,N].
+  static constexpr bool fold = (mm.k & detail::matmul_fold_rows) != 0;
+  static constexpr std::int64_t rows_per_batch = fold ? na.out.dim[1] : 1;
+  static constexpr shape sa = fold ? shape{batch, na.out.dim[2]} : na.out;
+  static constexpr shape sb = fold ? shape{batch, nb.out.dim[2]} : nb.out;
   using T = ctype<mm.type>;
-  static constexpr int ra = na.out.rank, rb = nb.out.rank;
-  static constexpr std::int64_t K = ta ? na.out.dim[ra - 2] : na.out.dim[ra - 1];
-  static constexpr std::int64_t N = tb ? nb.out.dim[rb - 2] : nb.out.dim[rb - 1];
+  static constexpr int ra = sa.rank, rb = sb.rank;
+  static constexpr std::int64_t K = ta ? sa.dim[ra - 2] : sa.dim[ra - 1];
+  static constexpr std::int64_t N = tb ? sb.dim[rb - 2] : sb.dim[rb - 1];
   static constexpr bool batch_contraction = K == batch;  // [?,M]^T x [?,N]: K is the batch size
   static constexpr bool f32_static_k = !ta && !batch_contraction && std::is_same_v<T, float>;
   // N below a packet, K at least one (a logits or value head): packet dot products against the
@@ -295,7 +313,7 @@ template <class P, int G> struct matmul_group {
   static constexpr bool small_kernel = f32_static_k && !narrow_kernel && (tb ? K * N <= 4096 : K * N <= 32768);
   // (a b of one row or one column is the same array either way)
   static constexpr bool pack_b = ((narrow_kernel && !tb) || (small_kernel && tb)) && K > 1 && N > 1;
-  static constexpr std::int64_t Mc = ta ? na.out.dim[ra - 1] : na.out.dim[ra - 2];  // M of a batch contraction (static)
+  static constexpr std::int64_t Mc = ta ? sa.dim[ra - 1] : sa.dim[ra - 2];  // M of a batch contraction (static)
   static constexpr bool packet_contraction = batch_contraction && ta && !tb && std::is_same_v<T, float> && Mc * N <= 4096 &&
                                              contraction_orientation<Mc, N>() != 0;
   using epilogue = fused_expr<P, G, grp.root, grp.root>;
@@ -345,22 +363,42 @@ template <class P, int G> struct matmul_group {
     else eigen_gemm_rows<T, ta, tb>(a, b, cb, M, N, k, m0, m1);
   }
 
+  // A long contraction (a conv layer's weight gradient: K = batch · output pixels) in fixed chunks
+  // of rows, one partial product each, summed in chunk order: the threads share the work and the
+  // result does not depend on how many there are. A chunk's rows stay in L2 across the kernel's
+  // passes over them.
+  static void chunked_contraction(const float* a, const float* b, float* c, std::int64_t rows) {
+    constexpr std::int64_t max_chunks = 16, min_rows = 512;
+    std::int64_t chunk = std::max(min_rows, (rows + max_chunks - 1) / max_chunks);
+    const std::int64_t chunks = (rows + chunk - 1) / chunk;
+    alignas(64) float partial[max_chunks][Mc * N];
+    parallel_range(chunks, chunk * Mc * N * 2, [&](std::int64_t c0, std::int64_t c1) {
+      for (std::int64_t q = c0; q < c1; ++q) {
+        const std::int64_t r0 = q * chunk, r1 = std::min(rows, r0 + chunk);
+        packet_batch_contraction<Mc, N>(a + r0 * Mc, b + r0 * N, partial[q], r1 - r0);
+      }
+    });
+    std::copy(partial[0], partial[0] + Mc * N, c);
+    for (std::int64_t q = 1; q < chunks; ++q)
+      for (std::int64_t e = 0; e < Mc * N; ++e) c[e] += partial[q][e];
+  }
+
   static void run(const context& ctx) {
     const T* a = static_cast<const T*>(ctx.values[mm.in[0]]);
     const T* b = static_cast<const T*>(ctx.values[mm.in[1]]);
     T* c = static_cast<T*>(ctx.values[M_node]);
-    const std::int64_t M = ta ? na.out.extent(ra - 1, ctx.batch) : na.out.extent(ra - 2, ctx.batch);
+    const std::int64_t M = ta ? sa.extent(ra - 1, ctx.batch) : sa.extent(ra - 2, ctx.batch);
+    const std::int64_t Kr = batch_contraction ? ctx.batch * rows_per_batch : K;
     if constexpr (batch_contraction && ta && !tb) {
       // One thread: below a row block Eigen would not split the work either, and above it the
       // product is still too small to pay for a task.
       if constexpr (packet_contraction) {
-        if (M <= row_block || ctx.batch * M * N <= (std::int64_t(1) << 18)) {
-          packet_batch_contraction<Mc, N>(a, b, c, ctx.batch);
-          if constexpr (grp.anchor >= 0) epilogue::run(ctx, c, 0, M * N);
-          return;
-        }
-      } else if (M * N <= 4096 && ctx.batch * M * N <= (std::int64_t(1) << 16)) {
-        small_batch_contraction(a, b, c, M, N, ctx.batch);
+        if (Kr * M * N <= (std::int64_t(1) << 18)) packet_batch_contraction<Mc, N>(a, b, c, Kr);
+        else chunked_contraction(a, b, c, Kr);
+        if constexpr (grp.anchor >= 0) epilogue::run(ctx, c, 0, M * N);
+        return;
+      } else if (M * N <= 4096 && Kr * M * N <= (std::int64_t(1) << 16)) {
+        small_batch_contraction(a, b, c, M, N, Kr);
         if constexpr (grp.anchor >= 0) epilogue::run(ctx, c, 0, M * N);
         return;
       }
@@ -368,8 +406,7 @@ template <class P, int G> struct matmul_group {
     // b packed once here when every batch entry shares it, else per task below
     [[maybe_unused]] alignas(64) float shared_packed[pack_b && rb == 2 ? K * N : 1];
     if constexpr (pack_b && rb == 2) pack(b, shared_packed);
-    const std::int64_t Kr = batch_contraction ? ctx.batch : K;
-    const std::int64_t batches = ra == 3 ? na.out.extent(0, ctx.batch) : 1;
+    const std::int64_t batches = ra == 3 ? sa.extent(0, ctx.batch) : 1;
     const std::int64_t blocks_per_batch = (M + row_block - 1) / row_block;
     auto task = [&](std::int64_t t) {
       const std::int64_t bi = t / blocks_per_batch, m0 = (t % blocks_per_batch) * row_block;

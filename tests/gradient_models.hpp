@@ -10,6 +10,8 @@
 #pragma once
 #include <cstdint>
 #include "graph/graph.hpp"
+#include "nn/conv.hpp"
+#include "nn/pool.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/gradients.hpp"
 #include "ops/indexing.hpp"
@@ -321,6 +323,70 @@ template <dtype T> struct nested_elementwise_model {
   }
 };
 
+// ---- windows: conv2d and max_pool2d (ops/window.hpp) --------------------------------------------------
+
+// Convolutions: im2col forward, col2im for dx, the row-folded contraction for dw.
+template <dtype T> struct conv2d_model {
+  constexpr graph operator()() const {
+    graph g;
+    tensor xv = g.placeholder("xv", T, {batch, 5, 5, 2}), wv = g.placeholder("wv", T, {2, 3, 2, 3});
+    tensor xs = g.placeholder("xs", T, {batch, 5, 6, 2}), ws = g.placeholder("ws", T, {3, 3, 2, 2});
+    tensor bs = g.placeholder("bs", T, {2});
+    tensor x3 = g.placeholder("x3", T, {batch, 7, 7, 1}), w3 = g.placeholder("w3", T, {3, 3, 1, 2});
+    tensor x1 = g.placeholder("x1", T, {batch, 3, 4, 3}), w1 = g.placeholder("w1", T, {1, 1, 3, 4});
+    tensor y = weighted(g, conv2d(xv, wv));                                           // valid, stride 1
+    y = y + weighted(g, square(conv2d(xs, ws, bs, 2, padding::same)));                // same, stride 2, bias
+    y = y + weighted(g, tanh(conv2d(x3, w3, 2)));                                     // valid, stride 2 (crops)
+    y = y + weighted(g, square(conv2d(x1, w1)));                                      // 1x1: no im2col, still folded
+    g.output("y", y);
+    tensor xs_[] = {xv, wv, xs, ws, bs, x3, w3, x1, w1};
+    const char* names[] = {"d_xv", "d_wv", "d_xs", "d_ws", "d_bs", "d_x3", "d_w3", "d_x1", "d_w1"};
+    auto d = gradients(y, xs_);
+    for (std::size_t i = 0; i < d.size(); ++i) g.output(names[i], d[i]);
+    return g;
+  }
+};
+
+// Max pools: max_pool forward, max_pool_grad for dx (the inputs are distinct, so no ties).
+template <dtype T> struct max_pool_model {
+  constexpr graph operator()() const {
+    graph g;
+    tensor m2 = g.placeholder("max2", T, {batch, 5, 5, 2});          // stride == pool, crops
+    tensor m3 = g.placeholder("max3same", T, {batch, 5, 4, 2});      // stride == pool, padded
+    tensor mg = g.placeholder("max3s2", T, {batch, 6, 5, 2});        // overlapping windows
+    tensor m1 = g.placeholder("max3s1same", T, {batch, 4, 3, 2});    // stride 1, padded all round
+    tensor y = weighted(g, square(max_pool2d(m2, 2)));
+    y = y + weighted(g, max_pool2d(m3, 3, 0, padding::same));
+    y = y + weighted(g, square(max_pool2d(mg, 3, 2)));
+    y = y + weighted(g, square(max_pool2d(m1, 3, 1, padding::same)));
+    g.output("y", y);
+    tensor xs[] = {m2, m3, mg, m1};
+    const char* names[] = {"d_max2", "d_max3same", "d_max3s2", "d_max3s1same"};
+    auto d = gradients(y, xs);
+    for (std::size_t i = 0; i < d.size(); ++i) g.output(names[i], d[i]);
+    return g;
+  }
+};
+
+// Second order through the family: z = <dy/dx, v> + <dy/dw, u> differentiates col2im into im2col,
+// max_pool_grad into max_pool_select and the folded contraction into ordinary products.
+template <dtype T> struct window_hvp_model {
+  constexpr graph operator()() const {
+    graph g;
+    tensor x = g.placeholder("x", T, {batch, 6, 5, 2}), w = g.placeholder("w", T, {3, 2, 2, 3});
+    tensor v = g.placeholder("v", T, {batch, 6, 5, 2}), u = g.placeholder("u", T, {3, 2, 2, 3});
+    tensor h = tanh(conv2d(x, w, 1, padding::same));                    // [?,6,5,3]
+    tensor y = weighted(g, square(max_pool2d(h, 2, 0, padding::same)));  // [?,3,3,3]
+    auto [dx, dw] = gradients(y, {x, w});
+    tensor z = reduce_sum(dx * v) + reduce_sum(dw * u);
+    g.output("y", z);
+    auto [ddx, ddw] = gradients(z, {x, w});
+    g.output("d_x", ddx);
+    g.output("d_w", ddw);
+    return g;
+  }
+};
+
 }  // namespace gradient_models
 
 // ---- inputs (host compiler only) ---------------------------------------------------------------------
@@ -370,6 +436,33 @@ inline std::vector<gc::input> reduce_inputs(std::int64_t B) {
           make("max_axes", {2, 3, 4}, -1, 1, 37), make("min_axis", {3, 4}, -1, 1, 38),
           make("min_batch", {B, 3}, -1, 1, 39)};
 }
+
+// The inputs of conv2d_model at batch B.
+inline std::vector<gc::input> conv2d_inputs(std::int64_t B) {
+  using gc::make;
+  return {make("xv", {B, 5, 5, 2}, -1, 1, 101), make("wv", {2, 3, 2, 3}, -1, 1, 102), make("xs", {B, 5, 6, 2}, -1, 1, 103),
+          make("ws", {3, 3, 2, 2}, -1, 1, 104),  make("bs", {2}, -1, 1, 105),           make("x3", {B, 7, 7, 1}, -1, 1, 106),
+          make("w3", {3, 3, 1, 2}, -1, 1, 107),  make("x1", {B, 3, 4, 3}, -1, 1, 108),  make("w1", {1, 1, 3, 4}, -1, 1, 109)};
+}
+
+// The inputs of max_pool_model at batch B: continuous values, so no window holds a tie (nor two
+// values within the finite-difference step of each other).
+inline std::vector<gc::input> max_pool_inputs(std::int64_t B) {
+  using gc::make;
+  return {make("max2", {B, 5, 5, 2}, -2, 2, 111), make("max3same", {B, 5, 4, 2}, -2, 2, 112), make("max3s2", {B, 6, 5, 2}, -2, 2, 113),
+          make("max3s1same", {B, 4, 3, 2}, -2, 2, 114)};
+}
+
+// The differentiated inputs of window_hvp_model at batch B (v and u are fed through `extra`).
+inline std::vector<gc::input> window_hvp_inputs(std::int64_t B) {
+  return {gc::make("x", {B, 6, 5, 2}, -1, 1, 121), gc::make("w", {3, 2, 2, 3}, -1, 1, 122)};
+}
+struct window_hvp_directions {
+  std::vector<double> v, u;
+  std::int64_t B;
+  explicit window_hvp_directions(std::int64_t b) : v(gc::values(std::size_t(b * 6 * 5 * 2), -1, 1, 123)), u(gc::values(3 * 2 * 2 * 3, -1, 1, 124)), B(b) {}
+  std::vector<kiln::feed> feeds() const { return {{"v", kiln::view(v, {B, 6, 5, 2})}, {"u", kiln::view(u, {3, 2, 2, 3})}}; }
+};
 
 }  // namespace gradient_models
 #endif

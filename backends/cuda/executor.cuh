@@ -24,6 +24,7 @@
 #include "memory.cuh"
 #include "../../runtime/outputs.hpp"
 #include "reduce.cuh"
+#include "window.cuh"
 
 namespace kiln {
 
@@ -397,6 +398,8 @@ template <class P> class cuda_executor {
       cuda_detail::layout_plan<P, G>::launch(ctx);
     } else if constexpr (g.kind == group_kind::gather) {
       cuda_detail::gather_plan<P, G>::launch(ctx, fault_);
+    } else if constexpr (g.kind == group_kind::window) {
+      cuda_detail::window_plan<P, G>::launch(ctx);
     } else {
       // assign: the value expression, broadcast to the variable's shape, written into it
       constexpr node a = P::nodes[std::size_t(g.root)];

@@ -7,6 +7,7 @@
 #pragma once
 #include <climits>
 #include <cstdint>
+#include "../../ops/matmul.hpp"
 #include "fused.cuh"
 
 namespace kiln::cuda_detail {
@@ -25,6 +26,14 @@ inline int gemm_int(std::int64_t v, const char* what) {
 template <class T> void gemm(cublasHandle_t handle, const gemm_shape& s, const T* a, const T* b, T* c) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "matmul is defined for f32 and f64");
   if (s.M == 0 || s.N == 0 || s.batches == 0) return;
+  if (s.K == 0) {
+    // An empty contraction (a batch of 0 contracted over): zeros, without asking cuBLAS about
+    // operands that may have no memory behind them.
+    cudaStream_t stream = nullptr;
+    KILN_CUDA(cublasGetStream(handle, &stream));
+    KILN_CUDA(cudaMemsetAsync(c, 0, std::size_t(s.batches * s.M * s.N) * sizeof(T), stream));
+    return;
+  }
   const T one = 1, zero = 0;
   const int M = gemm_int(s.M, "M"), N = gemm_int(s.N, "N"), K = gemm_int(s.K, "K");
   const cublasOperation_t op_a = s.ta ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = s.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -50,7 +59,12 @@ template <class P, int G> struct matmul_plan {
   static constexpr node na = P::nodes[std::size_t(mm.in[0])];
   static constexpr node nb = P::nodes[std::size_t(mm.in[1])];
   static constexpr bool ta = (mm.k & 1) != 0, tb = (mm.k & 2) != 0;
+  // A row-folded contraction [?,R,M]^T x [?,R,N] -> [M,N] is the 2-D batch contraction
+  // [?·R,M]^T x [?·R,N]: the operands are contiguous, so it is one GEMM of depth batch·R.
+  static constexpr bool fold = (mm.k & detail::matmul_fold_rows) != 0;
   static constexpr int ra = na.out.rank, rb = nb.out.rank;
+  static_assert(!fold || (ta && !tb && ra == 3 && rb == 3 && na.out.dim[1] == nb.out.dim[1]),
+                "a row-folded matmul contracts [?,R,M]^T with [?,R,N]");
   using T = ctype<mm.type>;
   using epilogue = fused_plan<P, G, grp.root, grp.root>;
 
@@ -58,19 +72,25 @@ template <class P, int G> struct matmul_plan {
     gemm_shape s;
     s.ta = ta;
     s.tb = tb;
-    s.M = ta ? na.out.extent(ra - 1, batch_size) : na.out.extent(ra - 2, batch_size);
-    s.K = ta ? na.out.extent(ra - 2, batch_size) : na.out.extent(ra - 1, batch_size);
-    s.N = tb ? nb.out.extent(rb - 2, batch_size) : nb.out.extent(rb - 1, batch_size);
-    if constexpr (ra == 3) {
-      const std::int64_t batches = na.out.extent(0, batch_size);
-      if (rb == 2 && !ta) {
-        // Shared weights: the rows of every batch entry are one taller matrix.
-        s.M *= batches;
-      } else {
-        s.batches = batches;
-        s.stride_a = s.M * s.K;
-        s.stride_b = rb == 3 ? s.K * s.N : 0;
-        s.stride_c = s.M * s.N;
+    if constexpr (fold) {
+      s.M = na.out.dim[2];
+      s.N = nb.out.dim[2];
+      s.K = na.out.extent(0, batch_size) * na.out.dim[1];
+    } else {
+      s.M = ta ? na.out.extent(ra - 1, batch_size) : na.out.extent(ra - 2, batch_size);
+      s.K = ta ? na.out.extent(ra - 2, batch_size) : na.out.extent(ra - 1, batch_size);
+      s.N = tb ? nb.out.extent(rb - 2, batch_size) : nb.out.extent(rb - 1, batch_size);
+      if constexpr (ra == 3) {
+        const std::int64_t batches = na.out.extent(0, batch_size);
+        if (rb == 2 && !ta) {
+          // Shared weights: the rows of every batch entry are one taller matrix.
+          s.M *= batches;
+        } else {
+          s.batches = batches;
+          s.stride_a = s.M * s.K;
+          s.stride_b = rb == 3 ? s.K * s.N : 0;
+          s.stride_c = s.M * s.N;
+        }
       }
     }
     return s;

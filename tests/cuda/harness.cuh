@@ -4,7 +4,9 @@
 #include <doctest/doctest.h>
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 #include "backends/cuda/executor.cuh"
 #include "models.hpp"
@@ -23,6 +25,32 @@ std::vector<T> sample(std::size_t n, std::uint64_t seed, double lo = -2, double 
     v[i] = static_cast<T>(x);
   }
   return v;
+}
+
+// One f32 feed per placeholder of Model at batch B, from sample() with consecutive seeds: on a
+// grid of 1/64 in [-2, 2), or of `tie_quantum` for the placeholders named in `ties` (coarse
+// enough that equal values meet in one window or row).
+struct model_feeds {
+  std::vector<std::vector<float>> data;
+  std::vector<kiln::feed> feeds;
+  std::span<const kiln::feed> span() const { return feeds; }
+};
+
+template <class Model>
+model_feeds placeholder_feeds(std::int64_t B, std::uint64_t seed, std::initializer_list<std::string_view> ties = {}, double tie_quantum = 0.25) {
+  using P = kiln::program<Model>;
+  model_feeds f;
+  f.data.reserve(P::N);
+  for (const kiln::node& n : P::nodes) {
+    if (n.kind != kiln::op::placeholder) continue;
+    REQUIRE(n.type == kiln::f32);
+    const kiln::dims d = kiln::dims::of(n.out, B);
+    bool tied = false;
+    for (std::string_view t : ties) tied = tied || t == n.name.view();
+    f.data.push_back(sample(std::size_t(d.elements()), seed++, -2, 2, tied ? tie_quantum : 1.0 / 64));
+    f.feeds.push_back({n.name.view(), kiln::view(f.data.back(), d)});
+  }
+  return f;
 }
 
 // Elementwise error normalized by max(1, |expected|), or with `whole_tensor` by the largest

@@ -1,10 +1,13 @@
 // Runs without a GPU: evaluates the expression types and argument structs that the CUDA
 // executor generates for elementwise groups on the host (value_at is __host__ __device__) and
 // compares them with the CPU backend. This checks the translation from the node array
-// (leaves, broadcasting strides, collapsed dims, immediates, iota) on any machine.
+// (leaves, broadcasting strides, collapsed dims, immediates, iota) on any machine. Window groups
+// on fed inputs likewise run their kernels' element functions (window_at, backends/cuda/window.cuh)
+// on the host.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <utility>
 #include "harness.cuh"
+#include "window_models.hpp"
 
 using namespace kiln;
 using cuda_tests::sample;
@@ -43,7 +46,28 @@ template <class P, int G> void emulate(void* const* values, std::int64_t batch_s
   }
 }
 
-template <class Model> void check_model(const char* name, Model, std::initializer_list<feed> feeds, double tol) {
+// A window group whose inputs are feeds: every output element from window_at, as the kernel does.
+template <class P, int G> void emulate_window(void* const* values, std::int64_t batch_size, std::map<int, cuda_tests::host_value>& out) {
+  if constexpr (P::plan.groups[std::size_t(G)].kind == group_kind::window) {
+    using plan = cuda_detail::window_plan<P, G>;
+    constexpr node n = plan::n;
+    constexpr bool fed = P::plan.storage[std::size_t(n.in[0])] == storage_kind::feed &&
+                         (!plan::two_inputs || P::plan.storage[std::size_t(n.in[1])] == storage_kind::feed);
+    if constexpr (fed) {
+      using T = typename plan::T;
+      const T* in0 = static_cast<const T*>(values[n.in[0]]);
+      const T* in1 = plan::two_inputs ? static_cast<const T*>(values[n.in[1]]) : nullptr;
+      const cuda_detail::window_desc d = plan::desc(batch_size);
+      cuda_tests::host_value v;
+      v.type = n.type;
+      v.shape = dims::of(n.out, batch_size);
+      for (std::int64_t t = 0; t < n.out.elements(batch_size); ++t) v.data.push_back(double(cuda_detail::window_at<n.kind, T>(t, in0, in1, d)));
+      out[plan::root] = std::move(v);
+    }
+  }
+}
+
+template <class Model> void check_model(const char* name, Model, std::span<const feed> feeds, double tol) {
   using P = program<Model>;
   std::array<void*, P::N + 1> values{};
   std::int64_t batch_size = 1;
@@ -74,6 +98,7 @@ template <class Model> void check_model(const char* name, Model, std::initialize
   std::map<int, cuda_tests::host_value> got;
   [&]<std::size_t... G>(std::index_sequence<G...>) {
     (emulate<P, int(G)>(values.data(), batch_size, got), ...);
+    (emulate_window<P, int(G)>(values.data(), batch_size, got), ...);
   }(std::make_index_sequence<std::size_t(P::plan.n_groups)>{});
 
   cuda_tests::reference_session cpu(name);
@@ -86,6 +111,10 @@ template <class Model> void check_model(const char* name, Model, std::initialize
     ++compared;
   }
   CHECK(compared > 0);
+}
+
+template <class Model> void check_model(const char* name, Model, std::initializer_list<feed> feeds, double tol) {
+  check_model(name, Model{}, std::span<const feed>(feeds.begin(), feeds.size()), tol);
 }
 
 }  // namespace
@@ -116,4 +145,15 @@ TEST_CASE("cuda.expression_host.integer_ops") {
 TEST_CASE("cuda.expression_host.immediates") {
   const auto x = sample(3 * 5, 9);
   KILN_EMULATE(immediates, {{"x", view(x, {3, 5})}}, 0);
+}
+
+// The window kernels' index arithmetic (padding on either side, gaps between windows, clipped
+// and non-square windows) and first-maximum rule (x on a coarse grid: ties in most windows),
+// bit for bit against the CPU kernels.
+TEST_CASE("cuda.expression_host.window_ops") {
+  for (std::int64_t B : {1, 3}) {
+    CAPTURE(B);
+    const auto f = cuda_tests::placeholder_feeds<std::remove_cvref_t<decltype(cuda_models::window_direct)>>(B, 20 + std::uint64_t(B), {"x"});
+    check_model("window_direct", cuda_models::window_direct, f.span(), 0);
+  }
 }

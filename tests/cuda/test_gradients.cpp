@@ -2,13 +2,22 @@
 // tests/test_gradients_nn.cpp, run by the same checker (tests/test_gradients_check.hpp) on the
 // same f64 models (tests/gradient_models.hpp) against CUDA executors: unary and binary ops with
 // broadcasting, select, casts, reductions (also over the dynamic batch dim), layout ops, gather,
-// matmul in every variant, a softmax cross-entropy MLP and second order. Then, per model, the CUDA
+// matmul in every variant, a softmax cross-entropy MLP, second order, and the window ops behind
+// conv2d and max_pool2d (im2col/col2im, max_pool/max_pool_grad/max_pool_select, the row-folded
+// weight-gradient contraction), also at second order. Then, per model, the CUDA
 // analytic gradients against the CPU ones on the same inputs (normalized error, as check_close in
 // harness.cuh), also at batch sizes too large for finite differences.
 //
 // Host code: the executors come from gradients_cuda.cu (nvcc) and gradients_cpu.cpp (g++), one
 // translation unit per model. Without a visible GPU, main.cu skips the executable (exit code 77)
 // before any test runs.
+//
+// Built a second time with -DKILN_GRADIENTS_ON_CPU (cuda_gradients_cpu, tests/cuda/meson.build):
+// every check against the CPU executors instead, no GPU needed, so that a model, its inputs and
+// its tolerances are known to be sound on any machine before the GPU runs them.
+#ifdef KILN_GRADIENTS_ON_CPU
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#endif
 #include <algorithm>
 #include <cmath>
 #include <sstream>
@@ -25,14 +34,20 @@ using gc::make;
 
 namespace {
 
-template <template <dtype> class M> std::unique_ptr<cuda_gradients::executor> gpu() { return on_cuda<M<f64>>(); }
+#ifdef KILN_GRADIENTS_ON_CPU
+template <class Model> std::unique_ptr<cuda_gradients::executor> on_device() { return on_cpu<Model>(); }
+#else
+template <class Model> std::unique_ptr<cuda_gradients::executor> on_device() { return on_cuda<Model>(); }
+#endif
+
+template <template <dtype> class M> std::unique_ptr<cuda_gradients::executor> gpu() { return on_device<M<f64>>(); }
 
 // Worst |gpu - cpu| / max(1, largest |cpu| of that output) over the elements of each output:
 // both compute in f64, so anything above rounding (different libm, summation order, FMA) is a bug.
 constexpr double agreement_tol = 1e-11;
 
 template <template <dtype> class M> void check_agrees_with_cpu(std::vector<gc::input> ins, const std::vector<feed>& extra = {}) {
-  auto on_gpu = on_cuda<M<f64>>();
+  auto on_gpu = on_device<M<f64>>();
   auto on_host = on_cpu<M<f64>>();
   const cuda_gradients::outputs& got = gc::run_with(*on_gpu, ins, extra);
   const cuda_gradients::outputs& want = gc::run_with(*on_host, ins, extra);
@@ -341,4 +356,32 @@ TEST_CASE("cuda.gradients.agrees_with_cpu.second_order") {
   const std::vector<feed> extra = {{"labels", view(hvp_labels, {4})}};
   check_agrees_with_cpu<hvp_model>(hvp_inputs(), extra);
   check_agrees_with_cpu<nested_elementwise_model>({make("x", {300, 3}, -1.5, 1.5, 93), make("w", {3}, -1, 1, 94)});
+}
+
+// ---- windows: conv2d and max_pool2d ------------------------------------------------------------------
+
+namespace {
+void check_conv2d(std::vector<std::string> which) { check_gradients(*gpu<conv2d_model>(), conv2d_inputs(2), {}, std::move(which)); }
+}  // namespace
+
+TEST_CASE("cuda.gradients.window.conv2d_valid") { check_conv2d({"xv", "wv"}); }
+TEST_CASE("cuda.gradients.window.conv2d_same_stride2_bias") { check_conv2d({"xs", "ws", "bs"}); }
+TEST_CASE("cuda.gradients.window.conv2d_valid_stride2") { check_conv2d({"x3", "w3"}); }
+TEST_CASE("cuda.gradients.window.conv2d_pointwise") { check_conv2d({"x1", "w1"}); }
+TEST_CASE("cuda.gradients.window.max_pool2d") { check_gradients(*gpu<max_pool_model>(), max_pool_inputs(2)); }
+
+TEST_CASE("cuda.gradients.second_order.conv_max_pool") {
+  const window_hvp_directions dirs(2);
+  check_gradients(*gpu<window_hvp_model>(), window_hvp_inputs(2), dirs.feeds());
+}
+
+// 64 images: the weight gradient folds 64·Ho·Wo rows into one GEMM.
+TEST_CASE("cuda.gradients.agrees_with_cpu.window") {
+  for (std::int64_t B : {1, 3, 64}) {
+    INFO("batch " << B);
+    check_agrees_with_cpu<conv2d_model>(conv2d_inputs(B));
+    check_agrees_with_cpu<max_pool_model>(max_pool_inputs(B));
+    const window_hvp_directions dirs(B);
+    check_agrees_with_cpu<window_hvp_model>(window_hvp_inputs(B), dirs.feeds());
+  }
 }

@@ -131,6 +131,16 @@ struct episode_record {
   double mean_return = 0;      // over the last `window` episodes (fewer at the start)
 };
 
+// A value-estimate measurement (van Hasselt et al. 2016, "Deep RL with Double Q-learning", fig. 3):
+// the mean of max_a Q(s, a) over the states the greedy policy visits, next to the mean of the
+// discounted returns it actually collects from those same states.
+struct value_record {
+  std::int64_t env_steps = 0;  // training env steps when measured
+  double q_estimate = 0;
+  double true_return = 0;
+  std::int64_t states = 0;     // states averaged over
+};
+
 // The hooks through which agents report progress; the defaults ignore everything. scalar() is
 // called every `scalar_every` updates (losses, epsilon, ...), with the env step count as the step.
 class training_log {
@@ -138,6 +148,7 @@ class training_log {
   virtual ~training_log() = default;
   virtual void episode(const episode_record&) {}
   virtual void scalar(std::string_view /*tag*/, double /*value*/, std::int64_t /*env_steps*/) {}
+  virtual void value(const value_record&) {}
   std::int64_t scalar_every = 50;
 };
 
@@ -148,6 +159,9 @@ struct train_options {
   int solve_window = 20;
   double solve_threshold = 0;  // 0: the env's reward threshold
   training_log* log = nullptr;
+  // false: train for the whole budget even once solved (fixed-budget comparisons); the result
+  // still reports the first solve
+  bool stop_when_solved = true;
   double threshold() const { return solve_threshold > 0 ? solve_threshold : cartpole::reward_threshold(env); }
 };
 
@@ -178,13 +192,17 @@ class training_progress {
     }
     return result_.solved;
   }
-  bool solved() const { return result_.solved; }
+  // Whether training should stop because the task is solved (never with stop_when_solved off).
+  bool solved() const { return result_.solved && options_.stop_when_solved; }
   bool over_budget(std::int64_t env_steps) const { return env_steps >= options_.max_env_steps; }
   // Whether the scalars of this update should be logged (a cheap test; the log is usually off).
   bool log_scalars(std::int64_t update) const {
     return options_.log && options_.log->scalar_every > 0 && update % options_.log->scalar_every == 0;
   }
   void scalar(std::string_view tag, double value, std::int64_t env_steps) const { options_.log->scalar(tag, value, env_steps); }
+  void value(const value_record& v) const {
+    if (options_.log) options_.log->value(v);
+  }
 
   train_result finish(std::int64_t env_steps, std::int64_t updates) {
     result_.env_steps = env_steps;

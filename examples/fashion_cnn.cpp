@@ -4,7 +4,7 @@
 //
 //   build/examples/fashion_cnn [--model cnn|mlp|gap|fc|resnet] [--epochs N] [--batch N] [--seed N]
 //                              [--logdir DIR] [--checkpoint-dir DIR [--keep-checkpoints K] [--resume]]
-//                              [--dropout] [--blocks N] [--augment] [--validation-split F]
+//                              [--dropout] [--blocks N] [--augment] [--recalibrate-bn] [--validation-split F]
 //                              [--train-images N] [--test-images N] [--min-test-accuracy X]
 //
 // 10% of the training images (seeded split) are held out for validation after every epoch; the
@@ -14,7 +14,8 @@
 // the whole variable store (weights, Adam slots, counters) after every epoch, the last K kept;
 // --resume continues from the newest one, with the same batches an uninterrupted run would see.
 // The test set is classified by the inference graph (moving batch-norm statistics, no dropout)
-// over the same variables. The last two lines are always
+// over the same variables; --recalibrate-bn first re-estimates those statistics with the final
+// weights (Keras does not: off by default). The last two lines are always
 //   test_accuracy: X
 //   train_images_per_second: X     (the train steps only: no validation, checkpoints, test)
 // The networks compile in translation units of their own (fashion_cnn_small.cpp, one per conv
@@ -49,7 +50,7 @@ constexpr int default_resnet_depth = [] {
 constexpr std::string_view usage =
     "usage: fashion_cnn [--model cnn|mlp|gap|fc|resnet] [--epochs N] [--batch N] [--seed N] [--logdir DIR]\n"
     "                   [--checkpoint-dir DIR] [--keep-checkpoints K] [--resume] [--dropout] [--blocks N] [--augment]\n"
-    "                   [--validation-split F] [--train-images N] [--test-images N] [--min-test-accuracy X]\n"
+    "                   [--recalibrate-bn] [--validation-split F] [--train-images N] [--test-images N] [--min-test-accuracy X]\n"
     "  --model             cnn (default): the seed's MNIST CNN; mlp: 784-300-10; gap / fc: global average pooling\n"
     "                      or a dense 100 layer on a 3-conv trunk; resnet: the seed's ResNet\n"
     "  --epochs N          default: cnn 5, mlp 10, gap 5, fc 5, resnet 10\n"
@@ -58,6 +59,8 @@ constexpr std::string_view usage =
     "  --blocks N          resnet: residual blocks, one of " FASHION_EXPAND_TEXT(FASHION_RESNET_DEPTHS) " (the largest by default;\n"
     "                      the seed has 10: add depths to resnet_depths in examples/meson.build)\n"
     "  --augment           random left-right flips of the training images\n"
+    "  --recalibrate-bn    before the test, re-estimate the batch-norm moving statistics with the final weights\n"
+    "                      (one pass over the training images in training mode, no weight updates)\n"
     "  --validation-split F  fraction of the training images held out (default 0.1; 0: none)\n"
     "  --train-images N    train on a seeded subset of N images of the training split\n"
     "  --test-images N     test on a seeded subset of N images of the test set\n"
@@ -97,6 +100,7 @@ flags parse(int argc, char** argv) {
     if (a == "--resume") { f.resume = true; continue; }
     if (a == "--dropout") { f.dropout = true; continue; }
     if (a == "--augment") { f.augment = true; continue; }
+    if (a == "--recalibrate-bn") { f.recalibrate_bn = true; continue; }
     const bool known = a == "--model" || a == "--epochs" || a == "--batch" || a == "--seed" || a == "--logdir" || a == "--checkpoint-dir" ||
                        a == "--keep-checkpoints" || a == "--blocks" || a == "--validation-split" || a == "--train-images" ||
                        a == "--test-images" || a == "--min-test-accuracy";

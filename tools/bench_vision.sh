@@ -6,7 +6,7 @@
 #   tools/bench_vision.sh [BUILD_DIR] [-- BENCH_FLAGS...]   (default build/; e.g. -- --cnn-steps 50)
 #
 # Environment: JOBS (ninja -j, default 2); RUNS (undisturbed runs of each program and model,
-# alternating, default 2; the best figure of each is kept, since other processes can only slow a
+# alternating, default 3; the best figure of each is kept, since other processes can only slow a
 # run down); TRIES (attempts per run before giving up on it, default 5); IDLE_WAIT (seconds to
 # wait for an idle machine before each attempt, default 300). A run is disturbed when other
 # processes took more than 5% of the two cores while it ran (see run_one below).
@@ -22,7 +22,7 @@ dir=build
 if [[ $# -gt 0 && "$1" != "--" ]]; then dir=$1; shift; fi
 [[ "${1:-}" == "--" ]] && shift
 flags=("$@")
-runs=${RUNS:-2}
+runs=${RUNS:-3}
 idle_wait=${IDLE_WAIT:-300}
 openblas_dir=/usr/lib/x86_64-linux-gnu/openblas-openmp
 

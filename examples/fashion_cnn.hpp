@@ -39,6 +39,8 @@ struct flags {
   bool recalibrate_bn = false;     // re-estimate the batch-norm moving statistics before the test
   int blocks = 0;                  // resnet: residual blocks (0: the default)
   double min_test_accuracy = -1;   // exit 1 below this (for tests)
+  std::string lr_schedule = "cosine";  // cosine (over the whole run, to 0) | constant (the seeds')
+  double learning_rate = 0;        // Adam's, the cosine's peak; 0: the model's default
 };
 
 // Static facts of a model, for the log and TensorBoard.
@@ -48,10 +50,13 @@ struct model_info {
   const char* first_kernel;        // the variable drawn as an image: [kh, kw, 1, units]
   int kernel_h, kernel_w, kernel_units;
   std::int64_t default_batch, default_epochs;
+  double default_learning_rate = 1e-3;  // Keras' Adam default
 };
 
 // The graphs fit() drives. Train: the network in training mode, the mean sparse softmax
-// cross-entropy minimized by Adam (Keras' defaults, as the seeds), and running metrics over the
+// cross-entropy minimized by Adam (Keras' defaults, as the seeds; the learning rate is a variable
+// that --lr-schedule sets before each step, so one compiled step serves every schedule and
+// number of epochs), and running metrics over the
 // epoch: "loss" (mean of the per-sample losses, so a partial last batch weighs what it holds),
 // "acc", plus "step". Eval: the same metrics with the moving statistics and no dropout; its metric
 // state has other names than the train graph's, as both graphs live in one variable store.
@@ -63,7 +68,7 @@ template <models::network Net> struct fit_train {
     const tensor losses = sparse_softmax_cross_entropy(labels, logits, {.reduction = reduction::none});
     g.output("loss", metrics::mean(g, "train_loss", losses));
     g.output("acc", metrics::sparse_categorical_accuracy(g, "train_acc", labels, logits));
-    g.output("step", minimize(adam{}, reduce_mean(losses)));
+    g.output("step", minimize(adam{.learning_rate = schedules::variable(1e-3)}, reduce_mean(losses)));
     return g;
   }
 };
@@ -201,6 +206,11 @@ template <models::network Net> int train_and_test(const flags& f, const model_in
   std::vector<callback*> cbs;
   throughput speed(train_set.size(), batch_size);
   cbs.push_back(&speed);
+  const double peak = f.learning_rate > 0 ? f.learning_rate : m.default_learning_rate;
+  callbacks::learning_rate_scheduler lr(f.lr_schedule == "cosine" ? callbacks::learning_rate_scheduler::cosine(peak)
+                                                                  : callbacks::learning_rate_scheduler::function([peak](std::int64_t, std::int64_t) { return peak; }));
+  cbs.push_back(&lr);
+  std::printf("optimizer: Adam, learning rate %g%s\n", peak, f.lr_schedule == "cosine" ? ", cosine decay to 0 over the run" : "");
   std::unique_ptr<callbacks::tensorboard> tb;
   std::unique_ptr<filter_images> filters;
   if (!f.logdir.empty()) {

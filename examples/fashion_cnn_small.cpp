@@ -7,7 +7,7 @@ namespace fashion_example {
 
 int run_cnn(const flags& f) {
   static constexpr model_info info{"cnn", "the seed's MNIST CNN: conv 32 2x2 relu, maxpool 2, BN, conv 32 2x2 relu, maxpool 2, BN, dense 10",
-                                   "conv1/kernel", 2, 2, 32, 64, 5};
+                                   "conv1/kernel", 2, 2, 32, 64, 5, 2e-3};
   return train_and_test<&models::mnist_cnn>(f, info);
 }
 

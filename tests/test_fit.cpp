@@ -402,6 +402,81 @@ TEST_CASE("fit.blobs.resume_from_checkpoint_is_bitwise_identical") {
   fs::remove_all(dir.parent_path());
 }
 
+// ---- learning-rate scheduler ----------------------------------------------------------------------
+
+namespace {
+
+// loss = w (+ 0 x the batch): d loss / d w = 1, so plain SGD subtracts exactly the step's rate and
+// w ends at minus the sum of the rates the train steps used.
+struct rate_probe {
+  constexpr graph operator()() const {
+    graph g;
+    tensor x = g.placeholder("x", f32, {batch, 2});
+    tensor y = g.placeholder("y", i32, {batch});
+    tensor w = g.variable("w", f64, {});
+    tensor batch_term = cast(reduce_mean(x) + reduce_mean(cast(y, f32)), f64) * 0.0;
+    tensor loss = w + batch_term;
+    g.output("loss", loss);
+    minimize(sgd{.learning_rate = schedules::variable(0.5, "lr")}, loss);
+    return g;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("fit.learning_rate_scheduler.cosine_over_the_run") {
+  const data::dataset set = blobs(40, 5);  // 4 batches of 10 per epoch
+  const double peak = 0.3;
+  const std::int64_t epochs = 3, steps = 4, total = epochs * steps;
+  double used = 0;  // independent reference: Keras' CosineDecay(peak, total) at steps 0 .. total - 1
+  for (std::int64_t s = 0; s < total; ++s) used += peak * 0.5 * (1 + std::cos(3.141592653589793 * double(s) / double(total)));
+
+  SUBCASE("the variable starts at the schedule's initial value") {
+    auto train = compile<cpu>(rate_probe{});
+    CHECK(train.variable<double>("lr").item() == 0.5);
+  }
+  SUBCASE("one fit") {
+    auto train = compile<cpu>(rate_probe{});
+    data::pipeline pipe(set, {.batch_size = 10, .seed = 1});
+    callbacks::learning_rate_scheduler lr(callbacks::learning_rate_scheduler::cosine(peak), "lr");
+    fit(train, pipe, {.epochs = epochs, .callbacks = {&lr}, .verbose = 0});
+    CHECK(train.variable<double>("w").item() == doctest::Approx(-used).epsilon(1e-14));
+    CHECK(lr.current() == doctest::Approx(0).scale(1));          // the cosine ends at 0 ...
+    CHECK(train.variable<double>("lr").item() == lr.current());  // ... and the variable holds it
+  }
+  SUBCASE("interrupted after epoch 1 and resumed: the curve continues, not restarts") {
+    auto train = compile<cpu>(rate_probe{});
+    data::pipeline pipe(set, {.batch_size = 10, .seed = 1});
+    callbacks::learning_rate_scheduler lr(callbacks::learning_rate_scheduler::cosine(peak), "lr");
+    struct interrupt : callback {
+      void on_epoch_end(fit_context& ctx, std::int64_t, const fit_logs&) override { ctx.stop_training = true; }
+    } stop;
+    fit(train, pipe, {.epochs = epochs, .callbacks = {&lr, &stop}, .verbose = 0});
+    CHECK(train.variable<double>("w").item() > -used * 0.6);  // stopped early: 4 of the 12 steps
+    fit(train, pipe, {.epochs = epochs, .initial_epoch = 1, .callbacks = {&lr}, .verbose = 0});
+    CHECK(train.variable<double>("w").item() == doctest::Approx(-used).epsilon(1e-14));
+  }
+  SUBCASE("a constant function: every step subtracts it") {
+    auto train = compile<cpu>(rate_probe{});
+    data::pipeline pipe(set, {.batch_size = 10, .seed = 1});
+    callbacks::learning_rate_scheduler lr([](std::int64_t, std::int64_t) { return 0.125; }, "lr");
+    fit(train, pipe, {.epochs = 2, .callbacks = {&lr}, .verbose = 0});
+    CHECK(train.variable<double>("w").item() == -0.125 * 8);
+  }
+  SUBCASE("errors name the variable or the step") {
+    auto train = compile<cpu>(rate_probe{});
+    data::pipeline pipe(set, {.batch_size = 10, .seed = 1});
+    callbacks::learning_rate_scheduler missing(callbacks::learning_rate_scheduler::cosine(peak));  // "learning_rate"
+    CHECK_THROWS_WITH_AS(fit(train, pipe, {.callbacks = {&missing}, .verbose = 0}),
+                         doctest::Contains("unknown variable 'learning_rate'"), error);
+    callbacks::learning_rate_scheduler negative([](std::int64_t s, std::int64_t) { return s < 2 ? 0.1 : -0.1; }, "lr");
+    CHECK_THROWS_WITH_AS(fit(train, pipe, {.callbacks = {&negative}, .verbose = 0}),
+                         "kiln: learning_rate_scheduler: the rate at step 2 is -0.100000; it must be finite and >= 0", error);
+    CHECK(train.variable<double>("w").item() == doctest::Approx(-0.2));  // the two good steps ran, nothing after
+    CHECK_THROWS_AS(callbacks::learning_rate_scheduler(nullptr), error);
+  }
+}
+
 TEST_CASE("fit.errors") {
   data::pipeline pipe(blobs(10, 1), {.batch_size = 4});
   auto train = compile<cpu>(blob_train{});

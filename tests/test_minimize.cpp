@@ -518,6 +518,11 @@ TEST_CASE("schedules.errors") {
       tensor w = g.variable("w", f32, {3});
       minimize(adam{.learning_rate = schedules::cosine_decay(0.1, 0)}, reduce_sum(square(w)));
       return g.error;);
+  CHECK_GRAPH_ERROR("variable: the variable's name must have 1 to 63 characters",
+      graph g;
+      tensor w = g.variable("w", f32, {3});
+      minimize(adam{.learning_rate = schedules::variable(0.1, "")}, reduce_sum(square(w)));
+      return g.error;);
   CHECK_GRAPH_ERROR("linear_warmup: warmup_steps must be positive",
       graph g;
       tensor w = g.variable("w", f32, {3});

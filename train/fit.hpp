@@ -29,8 +29,10 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <memory>
+#include <numbers>
 #include <optional>
 #include <span>
 #include <string>
@@ -298,6 +300,54 @@ history fit(E& train, data::pipeline& data, const fit_options& options = {}) {
 }
 
 namespace callbacks {
+
+// ---- Learning-rate scheduler ----------------------------------------------------------------------
+
+// Keras' LearningRateScheduler, per step: before each train step, writes rate(step, total_steps)
+// into the scalar variable that a schedules::variable learning rate reads. `step` counts the
+// updates already applied since epoch 0 (a resumed fit continues the curve where it left off),
+// `total_steps` = epochs x steps per epoch. The compiled train step does not change, so one
+// program serves any number of epochs.
+class learning_rate_scheduler : public callback {
+ public:
+  using function = std::function<double(std::int64_t step, std::int64_t total_steps)>;
+
+  explicit learning_rate_scheduler(function rate, std::string variable = "learning_rate")
+      : rate_(std::move(rate)), variable_(std::move(variable)) {
+    if (!rate_) throw error("kiln: learning_rate_scheduler: no rate function");
+  }
+
+  // peak * ((1 - alpha) * 0.5 * (1 + cos(pi * step / total)) + alpha): Keras' CosineDecay with
+  // decay_steps = the whole fit.
+  static function cosine(double peak, double alpha = 0) {
+    return [peak, alpha](std::int64_t step, std::int64_t total) {
+      const double f = total > 0 ? std::min(1.0, double(step) / double(total)) : 1.0;
+      return peak * ((1 - alpha) * 0.5 * (1 + std::cos(std::numbers::pi * f)) + alpha);
+    };
+  }
+
+  void on_train_begin(fit_context& ctx) override { apply(ctx); }
+  void on_batch_end(fit_context& ctx, std::int64_t, const fit_logs&) override { apply(ctx); }
+  double current() const { return current_; }  // the rate of the coming (or last) step
+
+ private:
+  void apply(fit_context& ctx) {
+    if (!ctx.store) throw error("kiln: learning_rate_scheduler: fit gave no variable store");
+    const tensor_view<double> v = ctx.store->get<double>(variable_);
+    if (v.shape().rank != 0)
+      throw error("kiln: learning_rate_scheduler: variable '" + variable_ + "' is not a scalar (schedules::variable makes one)");
+    const double r = rate_(ctx.global_step, ctx.epochs * ctx.steps_per_epoch);
+    if (!std::isfinite(r) || r < 0)
+      throw error("kiln: learning_rate_scheduler: the rate at step " + std::to_string(ctx.global_step) + " is " + std::to_string(r) +
+                  "; it must be finite and >= 0");
+    *v.data() = r;
+    current_ = r;
+  }
+
+  function rate_;
+  std::string variable_;
+  double current_ = 0;
+};
 
 // ---- TensorBoard ------------------------------------------------------------------------------------
 

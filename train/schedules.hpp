@@ -13,7 +13,7 @@
 
 namespace kiln {
 
-enum class schedule_kind : std::uint8_t { constant, exponential_decay, inverse_time_decay, polynomial_decay, cosine_decay, piecewise_constant };
+enum class schedule_kind : std::uint8_t { constant, exponential_decay, inverse_time_decay, polynomial_decay, cosine_decay, piecewise_constant, variable };
 
 constexpr std::string_view name_of(schedule_kind k) {
   switch (k) {
@@ -23,6 +23,7 @@ constexpr std::string_view name_of(schedule_kind k) {
     case schedule_kind::polynomial_decay: return "polynomial_decay";
     case schedule_kind::cosine_decay: return "cosine_decay";
     case schedule_kind::piecewise_constant: return "piecewise_constant";
+    case schedule_kind::variable: return "variable";
   }
   return "?";
 }
@@ -64,6 +65,7 @@ struct schedule {
   int boundary_count = 0;
   std::array<double, max_schedule_boundaries> boundaries{};
   std::array<double, max_schedule_boundaries + 1> values{};
+  fixed_text<64> variable_name{};  // kind variable: the f64 scalar variable holding the rate
   // A bad argument cannot fail a graph that does not exist yet: it is kept here and reported
   // (with the place the schedule was made) when the train step is built.
   fixed_text<160> error{};
@@ -138,6 +140,8 @@ struct schedule {
         tensor half_cos = square(detail::sin_quarter_turn(u), no_loc);
         return mul(add(mul(half_cos, 1 - alpha, no_loc), alpha, no_loc), initial, no_loc);
       }
+      case schedule_kind::variable:  // whatever the host last wrote, `initial` until then
+        return g.variable(variable_name.view(), dtype::f64, {}, init::constant(initial), false, no_loc);
       case schedule_kind::piecewise_constant: {  // values[i] while step <= boundaries[i]
         tensor r = g.scalar(values[std::size_t(boundary_count)], dtype::f64, no_loc);
         for (int i = boundary_count - 1; i >= 0; --i)
@@ -228,6 +232,26 @@ constexpr schedule piecewise_constant(std::initializer_list<double> boundaries, 
   i = 0;
   for (double v : values) s.values[std::size_t(i++)] = v;
   s.initial = s.values[0];
+  return s;
+}
+
+// The rate is the non-trainable f64 scalar variable `name` (created with the value `initial`),
+// which the host sets between steps: Keras' `optimizer.learning_rate.assign(x)`, and what
+// callbacks::learning_rate_scheduler (train/fit.hpp) does from a function of the step. Use it
+// when the decay depends on run-time facts such as the number of epochs: the compiled step stays
+// the same. Optimizers (or parameter groups) naming the same variable share it; it is saved in
+// checkpoints with the other variables.
+constexpr schedule variable(double initial, std::string_view name = "learning_rate",
+                            std::source_location loc = std::source_location::current()) {
+  schedule s;
+  s.kind = schedule_kind::variable;
+  s.initial = initial;
+  s.origin = loc;
+  if (name.empty() || name.size() > 63) {
+    s.error.append("the variable's name must have 1 to 63 characters");
+    return s;
+  }
+  s.variable_name.append(name);
   return s;
 }
 

@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -43,7 +44,8 @@ using namespace fashion_example;
 
 namespace {
 
-constexpr int resnet_depths[] = {FASHION_RESNET_DEPTHS};
+// A leading 0 keeps the array valid when the build has no ResNet (an empty depth list).
+constexpr int resnet_depths[] = {0, FASHION_RESNET_DEPTHS};
 constexpr int default_resnet_depth = [] {
   int d = 0;
   for (int v : resnet_depths) d = v > d ? v : d;
@@ -155,12 +157,14 @@ flags parse(int argc, char** argv) {
 }
 
 // run_resnet<blocks> when that depth is compiled in.
-template <int... Depths> int run_resnet_with(const flags& f, int blocks, std::integer_sequence<int, Depths...>) {
-  int status = 0;
-  const bool compiled = ((blocks == Depths && (status = run_resnet<Depths>(f), true)) || ...);
-  if (!compiled)
+template <std::size_t I = 1> int run_resnet_with(const flags& f, int blocks) {
+  if constexpr (I < std::size(resnet_depths)) {
+    if (blocks == resnet_depths[I]) return run_resnet<resnet_depths[I]>(f);
+    return run_resnet_with<I + 1>(f, blocks);
+  } else {
+    if (std::size(resnet_depths) == 1) bad_flag("--model resnet: this build has no ResNet (a sanitizer build)");
     bad_flag("--blocks " + std::to_string(blocks) + ": this build has ResNets of " FASHION_EXPAND_TEXT(FASHION_RESNET_DEPTHS) " blocks");
-  return status;
+  }
 }
 
 }  // namespace
@@ -177,7 +181,7 @@ int main(int argc, char** argv) {
 #else
     if (f.model == "gap" || f.model == "fc") bad_flag("--model " + f.model + ": this build leaves out the conv-head models (a sanitizer build)");
 #endif
-    return run_resnet_with(f, f.blocks == 0 ? default_resnet_depth : f.blocks, std::integer_sequence<int, FASHION_RESNET_DEPTHS>{});
+    return run_resnet_with(f, f.blocks == 0 ? default_resnet_depth : f.blocks);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fashion_cnn: %s\n", e.what());
     return 1;

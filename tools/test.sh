@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up on a fresh Debian 12 machine, builds and runs all tests.
 #   tools/test.sh              release build (-O2) in build/
-#   tools/test.sh --sanitize   AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/
+#   tools/test.sh --sanitize   AddressSanitizer + UndefinedBehaviorSanitizer build (-O1) in build-asan/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install_deps.sh
@@ -9,7 +9,10 @@ dir=build
 opts=()
 if [[ "${1:-}" == "--sanitize" ]]; then
   dir=build-asan
-  opts=(-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized -Dcuda=disabled -Dlibtorch=disabled)
+  # -O1 -g1: the sanitizers' recommended optimization, with line tables for the reports; -O2 -g
+  # made this build take 3.6x the release build's compile time (45 of CI's 61 minutes).
+  opts=(-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=plain -Doptimization=1 -Ddebug=false -Db_ndebug=false -Dcpp_args=-g1
+        -Dcuda=disabled -Dlibtorch=disabled)
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
 if [[ -f "$dir/build.ninja" ]]; then meson setup --reconfigure "$dir" "${opts[@]}" >/dev/null; else meson setup "$dir" "${opts[@]}" >/dev/null; fi

@@ -55,10 +55,9 @@ struct model_info {
 
 // The graphs fit() drives. Train: the network in training mode, the mean sparse softmax
 // cross-entropy minimized by Adam (Keras' defaults, as the seeds; the learning rate is a variable
-// that --lr-schedule sets before each step, so one compiled step serves every schedule and
-// number of epochs), and running metrics over the
-// epoch: "loss" (mean of the per-sample losses, so a partial last batch weighs what it holds),
-// "acc", plus "step". Eval: the same metrics with the moving statistics and no dropout; its metric
+// that --lr-schedule sets before each step, so one compiled step serves every schedule and number
+// of epochs), and running metrics over the epoch: "loss" (mean of the per-sample losses, so a
+// partial last batch weighs what it holds), "acc", plus "step". Eval: the same metrics with the moving statistics and no dropout; its metric
 // state has other names than the train graph's, as both graphs live in one variable store.
 template <models::network Net> struct fit_train {
   constexpr graph operator()() const {

@@ -326,26 +326,31 @@ class learning_rate_scheduler : public callback {
     };
   }
 
-  void on_train_begin(fit_context& ctx) override { apply(ctx); }
-  void on_batch_end(fit_context& ctx, std::int64_t, const fit_logs&) override { apply(ctx); }
-  double current() const { return current_; }  // the rate of the coming (or last) step
-
- private:
-  void apply(fit_context& ctx) {
+  // Finds the variable once per fit, not per step.
+  void on_train_begin(fit_context& ctx) override {
     if (!ctx.store) throw error("kiln: learning_rate_scheduler: fit gave no variable store");
     const tensor_view<double> v = ctx.store->get<double>(variable_);
     if (v.shape().rank != 0)
       throw error("kiln: learning_rate_scheduler: variable '" + variable_ + "' is not a scalar (schedules::variable makes one)");
+    slot_ = v.data();
+    apply(ctx);
+  }
+  void on_batch_end(fit_context& ctx, std::int64_t, const fit_logs&) override { apply(ctx); }
+  double current() const { return current_; }  // the rate of the coming (or last) step
+
+ private:
+  void apply(const fit_context& ctx) {
     const double r = rate_(ctx.global_step, ctx.epochs * ctx.steps_per_epoch);
     if (!std::isfinite(r) || r < 0)
       throw error("kiln: learning_rate_scheduler: the rate at step " + std::to_string(ctx.global_step) + " is " + std::to_string(r) +
                   "; it must be finite and >= 0");
-    *v.data() = r;
+    *slot_ = r;
     current_ = r;
   }
 
   function rate_;
   std::string variable_;
+  double* slot_ = nullptr;
   double current_ = 0;
 };
 

@@ -5,6 +5,7 @@
 #include <source_location>
 #include <string_view>
 #include <vector>
+#include "attributes.hpp"
 #include "node.hpp"
 
 namespace kiln {
@@ -44,6 +45,20 @@ constexpr initializer glorot_uniform(std::uint64_t seed = 0) { return {init_kind
 constexpr initializer arange(double start = 0, double step = 1) { return {init_kind::arange, start, step}; }
 }  // namespace init
 
+// What a variable is for (graph::variable's `flags`): trainable ones are what minimize() updates
+// by default; metric state is what metrics::reset_all zeroes.
+struct variable_flags {
+  bool trainable = true;
+  bool metric_state = false;
+  constexpr std::uint32_t bits() const { return (trainable ? flag_trainable : 0u) | (metric_state ? flag_metric_state : 0u); }
+};
+
+// A custom_gradient() VJP: the graph computing dxs[j] from the stand-in upstream node `upstream`.
+struct custom_rule {
+  int upstream = -1;
+  std::vector<int> xs, dxs;
+};
+
 struct output_entry {
   name_text name{};
   int node = -1;
@@ -54,9 +69,9 @@ class graph {
   std::vector<node> nodes;
   std::vector<double> pool;  // values of tensor constants and explicit variable initializers
   std::vector<output_entry> outputs;
-  // custom_gradient() rules, flat: [upstream stub id, count, x0, dx0, x1, dx1, ...] per rule;
-  // the rule's identity node holds its offset in a[0]. Only gradients() reads this.
-  std::vector<int> custom_rules;
+  // custom_gradient() rules; a custom_gradient node names its rule (custom_gradient_attrs).
+  // Only gradients() reads them.
+  std::vector<custom_rule> custom_rules;
   message_text error{};
   std::uint64_t seed = 0x6b696c6e;  // graph-level seed, combined with per-variable seeds
 
@@ -85,25 +100,24 @@ class graph {
   // stay cheap to build in constant evaluation.
   constexpr tensor add(node n, const std::source_location& loc) {
     const std::uint64_t h = n.hash();
-    if (!table_.empty()) {
-      const std::size_t mask = table_.size() - 1;
-      for (std::size_t slot = std::size_t(h) & mask; table_[slot] >= 0; slot = (slot + 1) & mask) {
-        const int i = table_[slot];
-        if (hashes_[std::size_t(i)] == h && nodes[std::size_t(i)].same_computation(n)) return tensor{this, i};
-      }
-    }
+    if (const int existing = find_same(n, h); existing >= 0) return tensor{this, existing};
     n.line = int(loc.line());
     n.file = loc.file_name();
-    nodes.push_back(n);
-    hashes_.push_back(h);
-    if (nodes.size() * 2 > table_.size()) rehash(table_.empty() ? 64 : table_.size() * 2);
-    else insert(int(nodes.size()) - 1);
-    return tensor{this, int(nodes.size()) - 1};
+    return append(n, h);
+  }
+
+  // Adds a node built elsewhere (a rewrite of graph/lower.hpp) keeping where it was declared;
+  // common subexpressions are merged as in add().
+  constexpr tensor emit(const node& n) {
+    const std::uint64_t h = n.hash();
+    if (const int existing = find_same(n, h); existing >= 0) return tensor{this, existing};
+    return append(n, h);
   }
 
   constexpr tensor placeholder(std::string_view name, dtype t, kiln::shape s,
                                std::source_location loc = std::source_location::current()) {
     if (!ok()) return tensor{this, -1};
+    if (!check_name("placeholder", name, loc) || !check_shape("placeholder", name, s, loc)) return tensor{this, -1};
     for (int i = 1; i < s.rank; ++i)
       if (s.dim[i] == batch) return fail_with("placeholder", loc, "'", name, "': only the leading dimension may be kiln::batch");
     if (auto existing = find_named(op::placeholder, name); existing >= 0) {
@@ -122,24 +136,28 @@ class graph {
 
   constexpr tensor variable(std::string_view name, dtype t, kiln::shape s, initializer init = kiln::init::zeros(),
                             bool trainable = true, std::source_location loc = std::source_location::current()) {
+    return variable(name, t, s, init, variable_flags{.trainable = trainable}, loc);
+  }
+
+  constexpr tensor variable(std::string_view name, dtype t, kiln::shape s, initializer init, variable_flags flags,
+                            std::source_location loc = std::source_location::current()) {
     if (!ok()) return tensor{this, -1};
+    if (!check_name("variable", name, loc) || !check_shape("variable", name, s, loc)) return tensor{this, -1};
     if (s.dynamic()) return fail_with("variable", loc, "'", name, "': variables need static shapes");
     node n;
     n.kind = op::variable;
     n.type = t;
     n.out = s;
     n.name = name_text(name);
-    n.init = init.kind;
-    n.value = init.p0;
-    n.value2 = init.p1;
-    n.seed = init.seed;
-    n.k = trainable ? 1 : 0;
+    variable_attrs{init.kind, init.p0, init.p1, init.seed, 0}.store(n);
+    n.flags = flags.bits();
     return add_variable(n, loc);
   }
 
   constexpr tensor variable(std::string_view name, dtype t, kiln::shape s, std::initializer_list<double> values,
                             bool trainable = true, std::source_location loc = std::source_location::current()) {
     if (!ok()) return tensor{this, -1};
+    if (!check_name("variable", name, loc) || !check_shape("variable", name, s, loc)) return tensor{this, -1};
     if (std::int64_t(values.size()) != s.static_elements() || s.dynamic())
       return fail_with("variable", loc, "'", name, "': ", std::int64_t(values.size()), " initial values for shape ", s);
     node n;
@@ -147,10 +165,9 @@ class graph {
     n.type = t;
     n.out = s;
     n.name = name_text(name);
-    n.init = init_kind::values;
-    n.a[0] = std::int64_t(pool.size());
+    variable_attrs{init_kind::values, 0, 0, 0, std::int64_t(pool.size())}.store(n);
     for (double v : values) pool.push_back(v);
-    n.k = trainable ? 1 : 0;
+    n.flags = variable_flags{.trainable = trainable}.bits();
     return add_variable(n, loc);
   }
 
@@ -159,27 +176,28 @@ class graph {
     node n;
     n.kind = op::scalar;
     n.type = t;
-    n.value = v;
+    immediate_attrs{v}.store(n);
     return add(n, loc);
   }
 
   constexpr tensor constant(std::initializer_list<double> values, dtype t, kiln::shape s,
                             std::source_location loc = std::source_location::current()) {
     if (!ok()) return tensor{this, -1};
+    if (!check_shape("constant", "", s, loc)) return tensor{this, -1};
     if (s.dynamic() || std::int64_t(values.size()) != s.static_elements())
       return fail_with("constant", loc, std::int64_t(values.size()), " values for shape ", s);
     node n;
     n.kind = op::constant;
     n.type = t;
     n.out = s;
-    n.a[0] = std::int64_t(pool.size());
+    constant_attrs{std::int64_t(pool.size())}.store(n);
     // Identical constants share one node: compare against the pool before growing it.
     for (std::size_t i = 0; i < nodes.size(); ++i) {
       const node& o = nodes[i];
       if (o.kind != op::constant || o.type != t || !(o.out == s)) continue;
       bool same = true;
       std::size_t j = 0;
-      for (double v : values) same = same && pool[std::size_t(o.a[0]) + j++] == v;
+      for (double v : values) same = same && pool[std::size_t(constant_attrs::of(o).pool_offset) + j++] == v;
       if (same) return tensor{this, int(i)};
     }
     for (double v : values) pool.push_back(v);
@@ -189,32 +207,51 @@ class graph {
   // start, start + step, ... filling `s` in row-major order (numpy arange, reshaped).
   constexpr tensor iota(kiln::shape s, dtype t, double start = 0, double step = 1,
                         std::source_location loc = std::source_location::current()) {
+    if (!ok()) return tensor{this, -1};
+    if (!check_shape("iota", "", s, loc)) return tensor{this, -1};
     node n;
     n.kind = op::iota;
     n.type = t;
     n.out = s;
-    n.value = start;
-    n.value2 = step;
+    iota_attrs{start, step}.store(n);
     return add(n, loc);
   }
 
   constexpr tensor fill(kiln::shape s, double v, dtype t, std::source_location loc = std::source_location::current()) {
+    if (!ok()) return tensor{this, -1};
+    if (!check_shape("fill", "", s, loc)) return tensor{this, -1};
     node n;
     n.kind = op::fill;
     n.type = t;
     n.out = s;
-    n.value = v;
+    immediate_attrs{v}.store(n);
     return add(n, loc);
   }
 
   constexpr void output(std::string_view name, tensor t, std::source_location loc = std::source_location::current()) {
     if (!ok() || !t.valid()) return;
+    if (!check_name("output", name, loc)) return;
     for (auto& o : outputs)
       if (o.name.view() == name) {
         fail_with("output", loc, "'", name, "' is declared twice");
         return;
       }
     outputs.push_back({name_text(name), t.id});
+  }
+
+  // Names are stored in fixed-size text (the graph lives in constant evaluation): a longer name
+  // is an error here, never a silent truncation that could merge two variables into one entry.
+  constexpr bool check_name(std::string_view op_name, std::string_view name, const std::source_location& loc) {
+    if (name.size() <= max_name_length) return true;
+    fail_with(op_name, loc, "the name '", name.substr(0, 24), "...' has ", std::int64_t(name.size()), " characters; the limit is ",
+              std::int64_t(max_name_length));
+    return false;
+  }
+  constexpr bool check_shape(std::string_view op_name, std::string_view name, const kiln::shape& s, const std::source_location& loc) {
+    if (s.rank <= max_rank) return true;
+    if (name.empty()) fail_with(op_name, loc, "rank ", s.rank, " exceeds the maximum of ", max_rank);
+    else fail_with(op_name, loc, "'", name, "': rank ", s.rank, " exceeds the maximum of ", max_rank);
+    return false;
   }
 
   static constexpr std::string_view basename(std::string_view path) {
@@ -238,6 +275,22 @@ class graph {
   std::vector<std::uint64_t> name_hashes_;  // of placeholders and variables, for find_named
   std::vector<int> named_;
 
+  constexpr int find_same(const node& n, std::uint64_t h) const {
+    if (table_.empty()) return -1;
+    const std::size_t mask = table_.size() - 1;
+    for (std::size_t slot = std::size_t(h) & mask; table_[slot] >= 0; slot = (slot + 1) & mask) {
+      const int i = table_[slot];
+      if (hashes_[std::size_t(i)] == h && nodes[std::size_t(i)].same_computation(n)) return i;
+    }
+    return -1;
+  }
+  constexpr tensor append(const node& n, std::uint64_t h) {
+    nodes.push_back(n);
+    hashes_.push_back(h);
+    if (nodes.size() * 2 > table_.size()) rehash(table_.empty() ? 64 : table_.size() * 2);
+    else insert(int(nodes.size()) - 1);
+    return tensor{this, int(nodes.size()) - 1};
+  }
   constexpr void insert(int i) {
     const std::size_t mask = table_.size() - 1;
     std::size_t slot = std::size_t(hashes_[std::size_t(i)]) & mask;

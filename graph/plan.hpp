@@ -30,6 +30,9 @@ struct group_info {
   int root = -1;
   group_kind kind = group_kind::elementwise;
   int anchor = -1;  // a matmul whose result the group's loop reads in place (its epilogue)
+  // the reshape through which the loop reads the anchor (a conv2d's [?,Ho·Wo,F] product viewed as
+  // [?,Ho,Wo,F]), or -1 when it reads the product directly
+  int anchor_view = -1;
 };
 
 // bytes(batch) = fixed + per_batch * batch
@@ -80,13 +83,13 @@ namespace detail {
 
 // Consumers that evaluate their inputs inside a loop, and so can read immediates without a buffer.
 constexpr bool reads_immediate_inline(op consumer) {
-  const op_kind k = kind_of(consumer);
-  return k == op_kind::elementwise || k == op_kind::reduction || k == op_kind::assign;
+  const op_family k = family_of(consumer);
+  return k == op_family::elementwise || k == op_family::reduction || k == op_family::state;
 }
 
 template <std::size_t N>
 constexpr int new_group(plan<N>& p, int root, group_kind kind) {
-  p.groups[std::size_t(p.n_groups)] = group_info{root, kind, -1};
+  p.groups[std::size_t(p.n_groups)] = group_info{root, kind, -1, -1};
   p.group_of[std::size_t(root)] = p.n_groups;
   return p.n_groups++;
 }
@@ -100,7 +103,7 @@ constexpr void for_each_buffer_input(const std::array<node, N>& nodes, const pla
     for (int k = 0; k < n.n_in; ++k) {
       const int x = n.in[k];
       if (p.group_of[std::size_t(x)] == g || p.inline_value[std::size_t(x)]) continue;
-      if (p.groups[std::size_t(g)].anchor == x) continue;  // written by the group itself
+      if (p.groups[std::size_t(g)].anchor == x || p.groups[std::size_t(g)].anchor_view == x) continue;  // written by the group itself
       f(x);
     }
   }
@@ -154,15 +157,15 @@ constexpr plan<N> make_plan(const std::array<node, N>& nodes, const std::array<o
     if (!p.live[ui]) continue;
     const int i = int(ui);
     const node& n = nodes[ui];
-    switch (kind_of(n.kind)) {
-      case op_kind::source: {
+    switch (family_of(n.kind)) {
+      case op_family::source: {
         if (!is_immediate(n.kind)) break;
         const bool needs_buffer = p.is_output[ui] || consumed_from_buffer[ui];
         if (needs_buffer) detail::new_group(p, i, group_kind::elementwise);
         else p.inline_value[ui] = true;
         break;
       }
-      case op_kind::elementwise: {
+      case op_family::elementwise: {
         int target = -1;
         if (!p.is_output[ui] && p.consumers[ui] == 1) {
           const int c = a_consumer[ui];  // the only one
@@ -170,7 +173,7 @@ constexpr plan<N> make_plan(const std::array<node, N>& nodes, const std::array<o
           if (g >= 0) {
             const group_kind gk = p.groups[std::size_t(g)].kind;
             // A reduction iterates over its input's shape, which is this node's shape.
-            const bool same_shape = n.out == nodes[std::size_t(c)].out || kind_of(nodes[std::size_t(c)].kind) == op_kind::reduction;
+            const bool same_shape = n.out == nodes[std::size_t(c)].out || family_of(nodes[std::size_t(c)].kind) == op_family::reduction;
             // A small producer broadcast into a larger loop is recomputed for every element of
             // that loop: worth it for cheap ops (no extra pass), not for exp/pow/... (one
             // materialized value instead of one per element).
@@ -187,27 +190,39 @@ constexpr plan<N> make_plan(const std::array<node, N>& nodes, const std::array<o
         else detail::new_group(p, i, group_kind::elementwise);
         break;
       }
-      case op_kind::reduction: detail::new_group(p, i, group_kind::reduction); break;
-      case op_kind::matmul: {
+      case op_family::reduction: detail::new_group(p, i, group_kind::reduction); break;
+      case op_family::matmul: {
+        // The epilogue: the only consumer is an elementwise loop over the product's elements,
+        // directly or through one reshape (a view: same elements, same order).
         bool anchored = false;
         if (!p.is_output[ui] && p.consumers[ui] == 1) {
-          const int c = a_consumer[ui];  // the only one
+          int c = a_consumer[ui];  // the only one
+          int view = -1;
+          if (c >= 0 && nodes[std::size_t(c)].kind == op::reshape && !p.is_output[std::size_t(c)] && p.consumers[std::size_t(c)] == 1) {
+            view = c;
+            c = a_consumer[std::size_t(c)];
+          }
+          const shape& read_as = view >= 0 ? nodes[std::size_t(view)].out : n.out;
           const int g = c >= 0 ? p.group_of[std::size_t(c)] : -1;
-          if (g >= 0 && kind_of(nodes[std::size_t(c)].kind) == op_kind::elementwise &&
+          if (g >= 0 && family_of(nodes[std::size_t(c)].kind) == op_family::elementwise &&
               p.groups[std::size_t(g)].kind == group_kind::elementwise && p.groups[std::size_t(g)].anchor < 0 &&
-              nodes[std::size_t(p.groups[std::size_t(g)].root)].out == n.out && nodes[std::size_t(p.groups[std::size_t(g)].root)].type == n.type) {
+              nodes[std::size_t(p.groups[std::size_t(g)].root)].out == read_as && nodes[std::size_t(p.groups[std::size_t(g)].root)].type == n.type) {
             p.groups[std::size_t(g)].anchor = i;
+            p.groups[std::size_t(g)].anchor_view = view;
             anchored = true;
           }
         }
         if (!anchored) detail::new_group(p, i, group_kind::matmul);
         break;
       }
-      case op_kind::alias: break;
-      case op_kind::layout: detail::new_group(p, i, group_kind::layout); break;
-      case op_kind::indexing: detail::new_group(p, i, group_kind::gather); break;
-      case op_kind::window: detail::new_group(p, i, group_kind::window); break;
-      case op_kind::assign: detail::new_group(p, i, group_kind::assign); break;
+      case op_family::alias: break;
+      case op_family::layout: detail::new_group(p, i, group_kind::layout); break;
+      case op_family::indexing: detail::new_group(p, i, group_kind::gather); break;
+      case op_family::window: detail::new_group(p, i, group_kind::window); break;
+      case op_family::state: detail::new_group(p, i, group_kind::assign); break;
+      case op_family::composite:  // lowering replaces every composite before planning
+        p.error.append("plan: '").append(name_of(n.kind)).append("' is a composite op that lowering did not replace");
+        return p;
     }
   }
   // Groups were created consumers-first; renumber them in root order (a topological order).
@@ -239,7 +254,7 @@ constexpr plan<N> make_plan(const std::array<node, N>& nodes, const std::array<o
     if (n.kind == op::placeholder) { p.storage[i] = storage_kind::feed; p.storage_ref[i] = p.n_feeds; p.feeds[std::size_t(p.n_feeds++)] = int(i); }
     else if (n.kind == op::variable) { p.storage[i] = storage_kind::variable; p.storage_ref[i] = p.n_variables; p.variables[std::size_t(p.n_variables++)] = int(i); }
     else if (n.kind == op::constant) { p.storage[i] = storage_kind::constant; p.storage_ref[i] = p.n_constants; p.constants[std::size_t(p.n_constants++)] = int(i); }
-    else if (n.kind == op::reshape) { p.storage[i] = storage_kind::alias; p.storage_ref[i] = n.in[0]; p.producer[i] = p.producer[std::size_t(n.in[0])]; }
+    else if (family_of(n.kind) == op_family::alias) { p.storage[i] = storage_kind::alias; p.storage_ref[i] = n.in[0]; p.producer[i] = p.producer[std::size_t(n.in[0])]; }
     else if (n.kind == op::assign) { p.storage[i] = storage_kind::alias; p.storage_ref[i] = n.in[0]; }
     else if (p.group_of[i] >= 0 && p.groups[std::size_t(p.group_of[i])].root == int(i)) p.storage[i] = storage_kind::arena;
   }

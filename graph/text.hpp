@@ -36,6 +36,7 @@ template <std::size_t N> struct fixed_text {
 };
 
 using name_text = fixed_text<64>;
+inline constexpr std::size_t max_name_length = 63;  // what a name_text holds
 using message_text = fixed_text<240>;
 
 }  // namespace kiln

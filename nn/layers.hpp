@@ -1,19 +1,20 @@
-// Keras-style layers over the vision ops: each creates its variables under its name and returns
-// its output. Everything here is a composition of graph ops (conv2d as im2col + matmul, pools as
-// reductions, batch norm, dropout with its RNG counter in the graph), so every layer has
-// gradients and runs on every backend.
+// Keras-style layers: each creates its variables under its name and returns its output, built
+// from graph ops (conv2d, dense, the pools and batch_norm stay visible as themselves until
+// lowering; dropout keeps its RNG counter in the graph), so every layer has gradients and runs on
+// every backend.
 #pragma once
 #include <cstdint>
 #include <source_location>
 #include <string_view>
+#include "../ops/conv.hpp"
+#include "../ops/fully_connected.hpp"
 #include "../ops/elementwise.hpp"
 #include "../ops/layout.hpp"
 #include "../ops/matmul.hpp"
+#include "../ops/pool.hpp"
 #include "activations.hpp"
-#include "conv.hpp"
 #include "dropout.hpp"
 #include "normalization.hpp"
-#include "pool.hpp"
 #include "random.hpp"
 
 namespace kiln {
@@ -37,7 +38,7 @@ constexpr name_text suffixed(std::string_view name, std::string_view suffix) {
   n.append(suffix);
   return n;
 }
-constexpr bool fits(std::string_view name, std::string_view suffix) { return name.size() + suffix.size() <= sizeof(name_text{}.text) - 1; }
+constexpr bool fits(std::string_view name, std::string_view suffix) { return name.size() + suffix.size() <= max_name_length; }
 }  // namespace layer_detail
 
 namespace layers {
@@ -64,11 +65,10 @@ constexpr tensor conv2d(graph& g, std::string_view name, tensor x, conv2d_option
                        o.filters, ", kernel ", o.kernel);
   const tensor w = g.variable(layer_detail::suffixed(name, "/kernel").view(), x.type(), shape{o.kernel, o.kernel, x.shape().dim[3], o.filters},
                               o.kernel_initializer, true, loc);
-  const auto r = spatial_detail::conv2d_rows(x, w, o.stride, o.padding, loc);
-  if (!r.rows.valid()) return r.rows;
-  tensor y = r.rows;
+  tensor y = kiln::conv2d(x, w, o.stride, o.padding, loc);
+  if (!y.valid()) return y;
   if (o.use_bias) y = add(y, g.variable(layer_detail::suffixed(name, "/bias").view(), x.type(), shape{o.filters}, init::zeros(), true, loc), loc);
-  return reshape(activate(y, o.activation, loc), r.out, loc);
+  return activate(y, o.activation, loc);
 }
 
 struct dense_options {
@@ -79,16 +79,24 @@ struct dense_options {
 };
 
 // Keras Dense on x [batch,features]: <name>/kernel [features,units] (Glorot-uniform), <name>/bias
-// [units] (zeros); bias and activation run in the matmul's epilogue.
+// [units] (zeros): the fully_connected op (ops/fully_connected.hpp), whose bias and activation run in the matmul's
+// epilogue once lowered.
 constexpr tensor dense(graph& g, std::string_view name, tensor x, dense_options o, std::source_location loc = std::source_location::current()) {
   if (!x.valid()) return x;
   if (!layer_detail::fits(name, "/kernel")) return g.fail_with("dense", loc, "'", name, "' is too long for its variables' names (63 characters)");
   if (x.rank() != 2 || x.shape().dim[1] == batch || o.units < 1)
     return g.fail_with("dense", loc, "'", name, "': expects x [batch,features] and units >= 1, got x ", x.shape(), ", units ", o.units);
   const tensor w = g.variable(layer_detail::suffixed(name, "/kernel").view(), x.type(), shape{x.shape().dim[1], o.units}, o.kernel_initializer, true, loc);
-  tensor y = matmul(x, w, false, false, loc);
-  if (o.use_bias) y = add(y, g.variable(layer_detail::suffixed(name, "/bias").view(), x.type(), shape{o.units}, init::zeros(), true, loc), loc);
-  return activate(y, o.activation, loc);
+  if (!o.use_bias) return activate(matmul(x, w, false, false, loc), o.activation, loc);
+  const tensor b = g.variable(layer_detail::suffixed(name, "/bias").view(), x.type(), shape{o.units}, init::zeros(), true, loc);
+  switch (o.activation) {  // activations a GEMM epilogue applies: part of the fully_connected op
+    case activation::linear: return kiln::fully_connected(x, w, b, epilogue_activation::linear, loc);
+    case activation::relu: return kiln::fully_connected(x, w, b, epilogue_activation::relu, loc);
+    case activation::sigmoid: return kiln::fully_connected(x, w, b, epilogue_activation::sigmoid, loc);
+    case activation::tanh: return kiln::fully_connected(x, w, b, epilogue_activation::tanh, loc);
+    case activation::softplus: return kiln::fully_connected(x, w, b, epilogue_activation::softplus, loc);
+    default: return activate(kiln::fully_connected(x, w, b, epilogue_activation::linear, loc), o.activation, loc);
+  }
 }
 
 }  // namespace layers

@@ -1,10 +1,11 @@
-// Batch normalization (Keras BatchNormalization, axis -1) as a composition of existing ops: its
-// gradients come from ops/gradients.hpp and its elementwise parts fuse with their neighbours.
+// Batch normalization (Keras BatchNormalization, axis -1): the layer's variables, its batch
+// statistics and the moving-average updates around the batch_norm op (ops/normalization.hpp).
 #pragma once
 #include <cstdint>
 #include <source_location>
 #include <string_view>
 #include "../ops/elementwise.hpp"
+#include "../ops/normalization.hpp"
 #include "../ops/layout.hpp"
 #include "../ops/reduce.hpp"
 #include "../ops/state.hpp"
@@ -51,8 +52,9 @@ constexpr tensor batch_norm(graph& g, std::string_view name, tensor x, bool trai
   if (!is_floating(t) || xs.rank < 2 || xs.dim[xs.rank - 1] == batch)
     return g.fail_with("batch_norm", loc, "'", name, "': expects f32 or f64 x of rank >= 2 with static channels last, got ", t, " ", xs);
   constexpr std::string_view longest = "/moving_variance";
-  if (name.size() + longest.size() > sizeof(name_text{}.text) - 1)
-    return g.fail_with("batch_norm", loc, "'", name, "' is too long: '", name, longest, "' must fit in 63 characters");
+  if (name.size() + longest.size() > max_name_length)
+    return g.fail_with("batch_norm", loc, "'", name, "' is too long: '", name, longest, "' must fit in ", std::int64_t(max_name_length),
+                       " characters");
   if (!(momentum >= 0 && momentum <= 1) || !(epsilon > 0))
     return g.fail_with("batch_norm", loc, "'", name, "': momentum must lie in [0, 1] and epsilon be > 0");
   const std::int64_t channels = xs.dim[xs.rank - 1];
@@ -80,11 +82,7 @@ constexpr tensor batch_norm(graph& g, std::string_view name, tensor x, bool trai
     assign(moving_mean, sub(moving_mean, mul(sub(moving_mean, mean, no_loc), decay, no_loc), no_loc), loc);
     assign(moving_variance, sub(moving_variance, mul(sub(moving_variance, update_variance, no_loc), decay, no_loc), no_loc), loc);
   }
-  // x·scale + shift with per-channel scale and shift: x - mean then has one consumer (the
-  // variance) and fuses into its reduction, and the output is one elementwise pass.
-  const tensor scale = mul(gamma, rsqrt(add(variance, epsilon, no_loc), no_loc), no_loc);
-  const tensor shift = sub(beta, mul(mean, scale, no_loc), no_loc);
-  return add(mul(x, scale, no_loc), shift, loc);
+  return batch_norm(x, mean, variance, beta, gamma, epsilon, loc);
 }
 
 }  // namespace kiln

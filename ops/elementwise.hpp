@@ -6,6 +6,7 @@
 #include "../graph/config.hpp"
 #include "../graph/graph.hpp"
 #include "../runtime/random.hpp"
+#include "rules.hpp"
 
 namespace kiln {
 
@@ -76,15 +77,6 @@ template <> struct elementwise_math<op::select> {
 namespace detail {
 
 using loc_t = std::source_location;
-
-constexpr bool needs_float(op o) {
-  switch (o) {
-    case op::exp: case op::log: case op::sqrt: case op::rsqrt: case op::tanh: case op::sigmoid: case op::softplus: return true;
-    default: return false;
-  }
-}
-constexpr bool is_comparison(op o) { return o >= op::less && o <= op::not_equal; }
-constexpr bool is_logical(op o) { return o == op::logical_and || o == op::logical_or || o == op::logical_not; }
 
 inline constexpr loc_t no_loc{};
 
@@ -316,5 +308,77 @@ constexpr tensor fill_like(tensor x, double v, std::source_location loc = std::s
 }
 constexpr tensor zeros_like(tensor x, std::source_location loc = std::source_location::current()) { return fill_like(x, 0, loc); }
 constexpr tensor ones_like(tensor x, std::source_location loc = std::source_location::current()) { return fill_like(x, 1, loc); }
+
+// ---- gradients (ops/rules.hpp): the VJP of every elementwise op ---------------------------
+// Non-differentiable points: relu'(0) = 0, abs'(0) = 0, sign' = 0 (sign is `zero` in the op
+// table, like the comparisons and logical ops); minimum/maximum send the gradient to the operand
+// the forward pass selected (the second on ties). Contributions to broadcast operands are summed
+// back to their shape by the walker.
+
+KILN_VJP(neg) { w.give(0, -w.gy); }
+KILN_VJP(abs) { w.give(0, w.gy * sign(w.x(0), detail::no_loc)); }
+KILN_VJP(exp) { w.give(0, w.gy * w.y); }
+KILN_VJP(log) { w.give(0, w.gy / w.x(0)); }
+KILN_VJP(sqrt) { w.give(0, w.gy / (w.y * 2.0)); }
+// d/dx x^(-1/2) = -x^(-3/2) / 2 = -y^3 / 2
+KILN_VJP(rsqrt) { w.give(0, w.gy * (w.y * square(w.y, detail::no_loc) * -0.5)); }
+KILN_VJP(square) { w.give(0, w.gy * (w.x(0) * 2.0)); }
+KILN_VJP(tanh) { w.give(0, w.gy * (1.0 - square(w.y, detail::no_loc))); }
+KILN_VJP(sigmoid) { w.give(0, w.gy * (w.y * (1.0 - w.y))); }
+// y > 0 exactly where x > 0 (NaN included: relu(NaN) is 0). Reading y rather than x leaves relu
+// the only reader of x, so that x need not be stored: relu fuses into its producer (the bias add
+// after a matmul) and the backward pass reads the one [batch, units] buffer.
+KILN_VJP(relu) { w.give(0, where(w.y > 0.0, w.gy, 0.0, detail::no_loc)); }
+KILN_VJP(softplus) { w.give(0, w.gy * sigmoid(w.x(0), detail::no_loc)); }
+// float -> float casts back; casts from or to integers carry nothing
+KILN_VJP(cast) {
+  if (is_floating(w.n.type)) w.give(0, cast(w.gy, w.x(0).type(), detail::no_loc));
+}
+KILN_VJP(add) {
+  w.give(0, w.gy);
+  w.give(1, w.gy);
+}
+KILN_VJP(sub) {
+  w.give(0, w.gy);
+  if (w.needs(1)) w.give(1, -w.gy);
+}
+KILN_VJP(mul) {
+  if (w.needs(0)) w.give(0, w.gy * w.x(1));
+  if (w.needs(1)) w.give(1, w.gy * w.x(0));
+}
+// y = a / b: da = g / b, db = -g * y / b
+KILN_VJP(div) {
+  if (w.needs(0)) w.give(0, w.gy / w.x(1));
+  if (w.needs(1)) w.give(1, -(w.gy * (w.y / w.x(1))));
+}
+// y = a^b: da = g b a^(b-1), db = g y log(a) (0 where a <= 0, as in TF)
+KILN_VJP(pow) {
+  const tensor a = w.x(0), b = w.x(1);
+  if (w.needs(0)) w.give(0, w.gy * (b * pow(a, b - 1.0, detail::no_loc)));
+  if (w.needs(1)) w.give(1, w.gy * (w.y * where(a > 0.0, log(a, detail::no_loc), 0.0, detail::no_loc)));
+}
+namespace detail {
+// minimum picks a where a < b, else b; maximum picks a where a > b, else b
+template <class W> constexpr void vjp_selected(W& w, tensor pick_a) {
+  if (w.needs(0)) w.give(0, where(pick_a, w.gy, 0.0, no_loc));
+  if (w.needs(1)) w.give(1, where(pick_a, 0.0, w.gy, no_loc));
+}
+}  // namespace detail
+KILN_VJP(minimum) { detail::vjp_selected(w, w.x(0) < w.x(1)); }
+KILN_VJP(maximum) { detail::vjp_selected(w, w.x(0) > w.x(1)); }
+// the condition carries nothing
+KILN_VJP(select) {
+  if (w.needs(1)) w.give(1, where(w.x(0), w.gy, 0.0, detail::no_loc));
+  if (w.needs(2)) w.give(2, where(w.x(0), 0.0, w.gy, detail::no_loc));
+}
+
+namespace grad_detail {
+// g (whose shape broadcasts to s) broadcast to s, as g + zeros: the zeros are an inline immediate,
+// so this costs nothing beyond the fused loop that consumes it.
+constexpr tensor broadcast_to(tensor g, shape s) {
+  if (!g.valid() || g.shape() == s) return g;
+  return add(g, g.g->fill(s, 0, g.type(), detail::no_loc), detail::no_loc);
+}
+}  // namespace grad_detail
 
 }  // namespace kiln

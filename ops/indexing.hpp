@@ -1,6 +1,7 @@
 // Indexing: gather (TF semantics, with batch_dims 0 or 1) and one_hot (built from fusable ops).
 #pragma once
 #include "layout.hpp"
+#include "reduce.hpp"
 
 namespace kiln {
 
@@ -27,8 +28,7 @@ constexpr tensor gather(tensor params, tensor indices, int axis = 0, int batch_d
   n.n_in = 2;
   n.in[0] = params.id;
   n.in[1] = indices.id;
-  n.k = axis;
-  n.a[0] = batch_dims;
+  gather_attrs{axis, batch_dims}.store(n);
   shape out;
   for (int d = 0; d < axis; ++d) out.dim[out.rank++] = sp.dim[d];
   for (int d = batch_dims; d < si.rank; ++d) out.dim[out.rank++] = si.dim[d];
@@ -49,6 +49,46 @@ constexpr tensor one_hot(tensor indices, std::int64_t depth, dtype type = dtype:
   tensor column = expand_dims(indices, -1, loc);
   tensor hit = equal(column, g.iota(shape{depth}, indices.type(), 0, 1, loc), loc);
   return where(hit, g.scalar(on, type, loc), g.scalar(off, type, loc), loc);
+}
+
+// ---- gradients ------------------------------------------------------------------------------------
+
+// A scatter-add written as a one-hot product summed over the index dims. With P =
+// params.shape[:axis], I = the index dims in the output, R = params.shape[axis+1:]:
+// dparams[P, d, R] = sum_I g[P, I, 1, R] * one_hot(indices, depth)[.., I, d, 1...].
+// The indices (integers) carry nothing.
+KILN_VJP(gather) {
+  using detail::no_loc;
+  if (!w.needs(0)) return;
+  const gather_attrs a = gather_attrs::of(w.n);
+  const int axis = a.axis, bd = a.batch_dims;
+  const tensor params = w.x(0), indices = w.x(1);
+  const shape ps = params.shape(), is = indices.shape(), gs = w.n.out;
+  const std::int64_t depth = ps.dim[axis];
+  const int ri = is.rank - bd, rest = ps.rank - axis - 1;
+  if (gs.rank + 1 > max_rank) {
+    w.g.fail_with("gradients", no_loc, "the gradient of gather needs rank ", gs.rank + 1, " (max ", max_rank, ")");
+    return;
+  }
+  shape ge;  // gy with a unit dim where the gathered axis goes
+  for (int d = 0; d < gs.rank + 1; ++d) {
+    const int pos = axis + ri;
+    ge.dim[ge.rank++] = d < pos ? gs.dim[d] : d == pos ? 1 : gs.dim[d - 1];
+  }
+  shape os;  // one_hot(indices) [is..., depth] laid out to broadcast against ge
+  if (bd == 1) {
+    os.dim[os.rank++] = is.dim[0];
+    for (int d = 1; d < axis; ++d) os.dim[os.rank++] = 1;
+    for (int d = 1; d < is.rank; ++d) os.dim[os.rank++] = is.dim[d];
+  } else {
+    for (int d = 0; d < is.rank; ++d) os.dim[os.rank++] = is.dim[d];
+  }
+  os.dim[os.rank++] = depth;
+  for (int d = 0; d < rest; ++d) os.dim[os.rank++] = 1;
+  const tensor oh = reshape(one_hot(indices, depth, w.n.type, 1, 0, no_loc), os, no_loc);
+  tensor prod = mul(reshape(w.gy, ge, no_loc), oh, no_loc);
+  if (ri > 0) prod = reduce_sum(prod, grad_detail::axis_run(axis, axis + ri - 1), false, no_loc);
+  w.give(0, prod);
 }
 
 }  // namespace kiln

@@ -1,4 +1,5 @@
-// Layout ops. reshape is free (a view of its input's buffer); transpose, slice and concat copy.
+// Layout ops. reshape and stop_gradient are free (views of their input's buffer); transpose, slice
+// and concat copy.
 #pragma once
 #include <initializer_list>
 #include "elementwise.hpp"
@@ -10,6 +11,7 @@ namespace kiln {
 constexpr tensor reshape(tensor x, shape s, std::source_location loc = std::source_location::current()) {
   if (!x.valid()) return detail::invalid_of(x);
   const node& in = x.info();
+  if (!x.g->check_shape("reshape", "", s, loc)) return detail::invalid_of(x);
   for (int i = 1; i < s.rank; ++i)
     if (s.dim[i] == batch) return x.g->fail_with("reshape", loc, "only the leading dim of ", s, " may be kiln::batch");
   if (s.dynamic() != in.out.dynamic() || s.static_elements() != in.out.static_elements())
@@ -19,6 +21,18 @@ constexpr tensor reshape(tensor x, shape s, std::source_location loc = std::sour
   n.kind = op::reshape;
   n.type = in.type;
   n.out = s;
+  n.n_in = 1;
+  n.in[0] = x.id;
+  return x.g->add(n, loc);
+}
+
+// An identity whose output gradients treat as a constant (a free alias of x's buffer).
+constexpr tensor stop_gradient(tensor x, std::source_location loc = std::source_location::current()) {
+  if (!x.valid()) return detail::invalid_of(x);
+  node n;
+  n.kind = op::stop_gradient;
+  n.type = x.type();
+  n.out = x.shape();
   n.n_in = 1;
   n.in[0] = x.id;
   return x.g->add(n, loc);
@@ -55,21 +69,24 @@ constexpr tensor transpose(tensor x, std::initializer_list<int> perm, std::sourc
   n.n_in = 1;
   n.in[0] = x.id;
   n.out.rank = s.rank;
+  transpose_attrs t;
+  t.rank = s.rank;
   bool seen[max_rank]{};
   int i = 0;
   for (int p : perm) {
     if (i >= s.rank || p < 0 || p >= s.rank || seen[p])
       return x.g->fail_with("transpose", loc, "invalid permutation for shape ", s);
     seen[p] = true;
-    n.a[i] = p;
+    t.perm[i] = p;
     n.out.dim[i] = s.dim[p];
     ++i;
   }
   if (i != s.rank) return x.g->fail_with("transpose", loc, "permutation has ", i, " entries for shape ", s);
-  if (s.dynamic() && n.a[0] != 0) return x.g->fail_with("transpose", loc, "the batch dim of ", s, " must stay first");
+  if (s.dynamic() && t.perm[0] != 0) return x.g->fail_with("transpose", loc, "the batch dim of ", s, " must stay first");
   bool identity = true;
-  for (int d = 0; d < s.rank; ++d) identity = identity && n.a[d] == d;
+  for (int d = 0; d < s.rank; ++d) identity = identity && t.perm[d] == d;
   if (identity) return x;
+  t.store(n);
   return x.g->add(n, loc);
 }
 
@@ -103,8 +120,7 @@ constexpr tensor slice(tensor x, int axis, std::int64_t begin, std::int64_t end,
   n.in[0] = x.id;
   n.out = s;
   n.out.dim[axis] = end - begin;
-  n.k = axis;
-  n.a[0] = begin;
+  slice_attrs{axis, begin}.store(n);
   return x.g->add(n, loc);
 }
 
@@ -122,7 +138,7 @@ constexpr tensor concat(std::initializer_list<tensor> parts, int axis, std::sour
   node n;
   n.kind = op::concat;
   n.type = first.type();
-  n.k = axis;
+  concat_attrs{axis}.store(n);
   n.out = s0;
   n.out.dim[axis] = 0;
   for (const tensor& p : parts) {
@@ -156,6 +172,53 @@ constexpr tensor stack(std::initializer_list<tensor> parts, int axis, std::sourc
     case 6: return concat({expanded[0], expanded[1], expanded[2], expanded[3], expanded[4], expanded[5]}, ax, loc);
     case 7: return concat({expanded[0], expanded[1], expanded[2], expanded[3], expanded[4], expanded[5], expanded[6]}, ax, loc);
     default: return concat({expanded[0], expanded[1], expanded[2], expanded[3], expanded[4], expanded[5], expanded[6], expanded[7]}, ax, loc);
+  }
+}
+
+namespace grad_detail {
+constexpr tensor permute(tensor x, const int* p, int rank) {
+  using detail::no_loc;
+  switch (rank) {
+    case 2: return transpose(x, {p[0], p[1]}, no_loc);
+    case 3: return transpose(x, {p[0], p[1], p[2]}, no_loc);
+    case 4: return transpose(x, {p[0], p[1], p[2], p[3]}, no_loc);
+    case 5: return transpose(x, {p[0], p[1], p[2], p[3], p[4]}, no_loc);
+    case 6: return transpose(x, {p[0], p[1], p[2], p[3], p[4], p[5]}, no_loc);
+    default: return x;
+  }
+}
+}  // namespace grad_detail
+
+// ---- gradients ------------------------------------------------------------------------------------
+
+KILN_VJP(reshape) { w.give(0, reshape(w.gy, w.x(0).shape(), detail::no_loc)); }
+KILN_VJP(transpose) {
+  const transpose_attrs t = transpose_attrs::of(w.n);
+  int inverse[max_rank]{};
+  for (int d = 0; d < t.rank; ++d) inverse[t.perm[d]] = d;
+  w.give(0, grad_detail::permute(w.gy, inverse, t.rank));
+}
+// pad back with zeros on both sides of the axis
+KILN_VJP(slice) {
+  using detail::no_loc;
+  const slice_attrs a = slice_attrs::of(w.n);
+  const shape xs = w.x(0).shape(), out = w.n.out;
+  const std::int64_t begin = a.begin, end = begin + out.dim[a.axis], extent = xs.dim[a.axis];
+  shape before = out, after = out;
+  before.dim[a.axis] = begin;
+  after.dim[a.axis] = extent - end;
+  const tensor lo = w.g.fill(before, 0, w.n.type, no_loc), hi = w.g.fill(after, 0, w.n.type, no_loc);
+  if (begin == 0) w.give(0, concat({w.gy, hi}, a.axis, no_loc));
+  else if (end == extent) w.give(0, concat({lo, w.gy}, a.axis, no_loc));
+  else w.give(0, concat({lo, w.gy, hi}, a.axis, no_loc));
+}
+KILN_VJP(concat) {
+  const int axis = concat_attrs::of(w.n).axis;
+  std::int64_t off = 0;
+  for (int k = 0; k < w.n.n_in; ++k) {
+    const std::int64_t len = w.x(k).shape().dim[axis];
+    if (w.needs(k)) w.give(k, slice(w.gy, axis, off, off + len, detail::no_loc));
+    off += len;
   }
 }
 

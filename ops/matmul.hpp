@@ -4,6 +4,7 @@
 // the batch and R: the weight gradient of shared weights (a conv layer's [KH·KW·C, F]).
 #pragma once
 #include "elementwise.hpp"
+#include "layout.hpp"
 
 namespace kiln {
 
@@ -40,15 +41,12 @@ constexpr tensor matmul(tensor a, tensor b, bool transpose_a = false, bool trans
   r.n_in = 2;
   r.in[0] = a.id;
   r.in[1] = b.id;
-  r.k = (transpose_a ? 1 : 0) | (transpose_b ? 2 : 0);
+  matmul_attrs{transpose_a, transpose_b, false}.store(r);
   r.out = ra == 3 ? shape{sa.dim[0], m, n} : shape{m, n};
   return g.add(r, loc);
 }
 
 namespace detail {
-
-// node.k flags of a matmul: 1 transposes a, 2 transposes b, 4 folds [?,R,X] operands into [?·R, X]
-inline constexpr std::int64_t matmul_fold_rows = 4;
 
 // sum over n and r of a[n,r,:]^T b[n,r,:]: a [?,R,M], b [?,R,N] -> [M,N]. One GEMM over every
 // row of the batch instead of a batched product [?,M,N] and a reduction over the batch.
@@ -60,7 +58,7 @@ constexpr tensor folded_contraction(tensor a, tensor b) {
   r.n_in = 2;
   r.in[0] = a.id;
   r.in[1] = b.id;
-  r.k = 1 | matmul_fold_rows;
+  matmul_attrs{.transpose_a = true, .transpose_b = false, .fold_rows = true}.store(r);
   r.out = shape{sa.dim[2], sb.dim[2]};
   return a.g->add(r, no_loc);
 }
@@ -70,5 +68,50 @@ constexpr bool can_fold_rows(const shape& sa, const shape& sb) {
 }
 
 }  // namespace detail
+
+// ---- gradients ------------------------------------------------------------------------------------
+
+namespace grad_detail {
+
+// op(a) op(b) for the operand ranks gradients produce, beyond what matmul() accepts:
+// [M,K] x [B,K,N] is computed as (op(b)^T op(a)^T)^T. (dW = x^T g for x [?,K], a contraction over
+// the dynamic batch dim, is an ordinary matmul.)
+constexpr tensor mm(tensor a, tensor b, bool ta, bool tb) {
+  using detail::no_loc;
+  if (!a.valid()) return a;
+  if (!b.valid()) return b;
+  const shape sa = a.shape(), sb = b.shape();
+  if (sa.rank == 2 && sb.rank == 3) return transpose(mm(b, a, !tb, !ta), {0, 2, 1}, no_loc);
+  return matmul(a, b, ta, tb, no_loc);
+}
+
+}  // namespace grad_detail
+
+// C = op(A) op(B). Shared weights ([B,M,K] x [K,N]) have their dB summed over the batch by the
+// walker, or computed as one GEMM folding the batch into the rows (detail::folded_contraction).
+KILN_VJP(matmul) {
+  using grad_detail::mm;
+  const matmul_attrs m = matmul_attrs::of(w.n);
+  const bool ta = m.transpose_a, tb = m.transpose_b;
+  const tensor a = w.x(0), b = w.x(1), gy = w.gy;
+  const bool da = w.needs(0), db = w.needs(1);
+  const bool shared_b = b.valid() && b.rank() == 2 && a.rank() == 3 && detail::can_fold_rows(a.shape(), gy.shape());
+  if (!ta && !tb) {
+    if (da) w.give(0, mm(gy, b, false, true));
+    if (db) w.give(1, shared_b ? detail::folded_contraction(a, gy) : mm(a, gy, true, false));
+  } else if (!ta && tb && shared_b) {
+    if (da) w.give(0, mm(gy, b, false, false));
+    if (db) w.give(1, detail::folded_contraction(gy, a));
+  } else if (ta && !tb) {  // also the folded contraction: C = A^T B over the rows of the batch
+    if (da) w.give(0, mm(b, gy, false, true));
+    if (db) w.give(1, mm(a, gy, false, false));
+  } else if (!ta && tb) {
+    if (da) w.give(0, mm(gy, b, false, false));
+    if (db) w.give(1, mm(gy, a, true, false));
+  } else {
+    if (da) w.give(0, mm(b, gy, true, true));
+    if (db) w.give(1, mm(gy, a, true, true));
+  }
+}
 
 }  // namespace kiln

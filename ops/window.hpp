@@ -1,5 +1,5 @@
-// Sliding windows over NHWC images: the ops behind conv2d and max_pool2d (nn/conv.hpp,
-// nn/pool.hpp). Each is one kernel per backend instead of the many strided copies a
+// Sliding windows over NHWC images: the ops behind conv2d and max_pool2d (ops/conv.hpp,
+// ops/pool.hpp). Each is one kernel per backend instead of the many strided copies a
 // composition of slices needs, and each has a closed-form adjoint, so gradients stay in the
 // family:
 //
@@ -9,8 +9,8 @@
 //   max_pool_grad(x,g) [?,Ho,Wo,C] g routed to the first maximum of each window of x -> [?,H,W,C]
 //   max_pool_select(x,g) the adjoint of max_pool_grad in g: g [?,H,W,C] read at those maxima -> [?,Ho,Wo,C]
 //
-// Entries outside the image read as 0 in im2col (zero padding). The geometry lives in the node:
-// a = {KH, KW, stride, top, left, Ho}, k = Wo, value = positive_only.
+// Entries outside the image read as 0 in im2col (zero padding). The geometry is the node's
+// window_geometry (graph/attributes.hpp).
 #pragma once
 #include <cstdint>
 #include "elementwise.hpp"
@@ -22,44 +22,23 @@ namespace kiln {
 // rest after (TF puts the odd element at the end).
 enum class padding : std::uint8_t { valid, same };
 
-struct window_geometry {
-  std::int64_t kh = 1, kw = 1, stride = 1, top = 0, left = 0, ho = 0, wo = 0;
-  // max_pool_grad / max_pool_select only: route only through maxima > 0. relu(h) feeding a max
-  // pool has relu'(h) = 0 exactly where the maximum it routes to is 0, so the gradient rule of
-  // relu folds its mask into the routing instead of a separate pass over the image.
-  bool positive_only = false;
-};
-
 namespace detail {
 
 struct axis_window {
-  std::int64_t out = 0, before = 0;
+  std::int64_t out = 0, before = 0, after = 0;
 };
 
 constexpr axis_window axis_extent(std::int64_t n, std::int64_t k, std::int64_t s, padding p) {
-  if (p == padding::valid) return {n >= k ? (n - k) / s + 1 : 0, 0};
+  if (p == padding::valid) return {n >= k ? (n - k) / s + 1 : 0, 0, 0};
   const std::int64_t out = (n + s - 1) / s, total = (out - 1) * s + k - n;
-  return {out, total > 0 ? total / 2 : 0};
+  return {out, total > 0 ? total / 2 : 0, total > 0 ? total - total / 2 : 0};
 }
 
 // The geometry of a kh×kw window moved by `stride` over an h×w image.
 constexpr window_geometry geometry(std::int64_t h, std::int64_t w, std::int64_t kh, std::int64_t kw, std::int64_t stride, padding p) {
   const axis_window y = axis_extent(h, kh, stride, p), x = axis_extent(w, kw, stride, p);
-  return {kh, kw, stride, y.before, x.before, y.out, x.out};
+  return {kh, kw, stride, y.before, x.before, y.after, x.after, y.out, x.out};
 }
-
-constexpr void set_geometry(node& n, const window_geometry& w) {
-  n.a[0] = w.kh;
-  n.a[1] = w.kw;
-  n.a[2] = w.stride;
-  n.a[3] = w.top;
-  n.a[4] = w.left;
-  n.a[5] = w.ho;
-  n.k = w.wo;
-  n.value = w.positive_only ? 1 : 0;
-}
-
-constexpr window_geometry geometry_of(const node& n) { return {n.a[0], n.a[1], n.a[2], n.a[3], n.a[4], n.a[5], n.k, n.value != 0}; }
 
 constexpr tensor window_op(op kind, tensor a, tensor b, const shape& out, const window_geometry& w) {
   graph& g = *a.g;
@@ -70,7 +49,7 @@ constexpr tensor window_op(op kind, tensor a, tensor b, const shape& out, const 
   n.n_in = b.valid() ? 2 : 1;
   n.in[0] = a.id;
   if (b.valid()) n.in[1] = b.id;
-  set_geometry(n, w);
+  w.store(n);
   return g.add(n, no_loc);
 }
 
@@ -97,4 +76,19 @@ constexpr tensor max_pool_select(tensor x, tensor g, const window_geometry& w) {
 }
 
 }  // namespace detail
+
+// ---- gradients: each op's adjoint is another op of the family. max_pool's routing depends on x
+// only through which entry is the maximum, a piecewise-constant choice, so max_pool_grad and
+// max_pool_select are linear in g with zero derivative in x.
+
+KILN_VJP(im2col) { w.give(0, detail::col2im(w.gy, w.x(0).shape(), window_geometry::of(w.n))); }
+KILN_VJP(col2im) { w.give(0, detail::im2col(w.gy, window_geometry::of(w.n))); }
+KILN_VJP(max_pool) { w.give(0, detail::max_pool_grad(w.x(0), w.gy, window_geometry::of(w.n))); }
+KILN_VJP(max_pool_grad) {
+  if (w.needs(1)) w.give(1, detail::max_pool_select(w.x(0), w.gy, window_geometry::of(w.n)));
+}
+KILN_VJP(max_pool_select) {
+  if (w.needs(1)) w.give(1, detail::max_pool_grad(w.x(0), w.gy, window_geometry::of(w.n)));
+}
+
 }  // namespace kiln

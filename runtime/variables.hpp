@@ -6,7 +6,7 @@
 #include <span>
 #include <string>
 #include <vector>
-#include "../graph/node.hpp"
+#include "../graph/attributes.hpp"
 #include "random.hpp"
 #include "view.hpp"
 
@@ -33,18 +33,19 @@ inline double truncated(std::uint64_t seed, std::uint64_t i) {
 
 template <class T> void fill_initial(T* out, const node& n, std::span<const double> pool, std::uint64_t graph_seed) {
   const std::int64_t count = n.out.static_elements();
-  const std::uint64_t seed = mix64((n.seed ? n.seed : graph_seed) ^ hash_name(n.name.view()));
+  const variable_attrs a = variable_attrs::of(n);
+  const std::uint64_t seed = mix64((a.seed ? a.seed : graph_seed) ^ hash_name(n.name.view()));
   double fan_in = 1, fan_out = 1;
   fan_in_out(n.out, fan_in, fan_out);
   for (std::int64_t i = 0; i < count; ++i) {
     const auto u = std::uint64_t(i);
     double v = 0;
-    switch (n.init) {
+    switch (a.init) {
       case init_kind::none: case init_kind::zeros: v = 0; break;
-      case init_kind::constant: v = n.value; break;
-      case init_kind::uniform: v = n.value + (n.value2 - n.value) * uniform01(seed, u); break;
-      case init_kind::normal: v = n.value + n.value2 * standard_normal(seed, u); break;
-      case init_kind::truncated_normal: v = n.value + n.value2 * truncated(seed, u); break;
+      case init_kind::constant: v = a.p0; break;
+      case init_kind::uniform: v = a.p0 + (a.p1 - a.p0) * uniform01(seed, u); break;
+      case init_kind::normal: v = a.p0 + a.p1 * standard_normal(seed, u); break;
+      case init_kind::truncated_normal: v = a.p0 + a.p1 * truncated(seed, u); break;
       // Keras: truncated normal with stddev sqrt(2 / fan_in) / 0.87962566103423978
       case init_kind::he_normal: v = std::sqrt(2.0 / fan_in) / 0.87962566103423978 * truncated(seed, u); break;
       case init_kind::glorot_uniform: {
@@ -52,8 +53,8 @@ template <class T> void fill_initial(T* out, const node& n, std::span<const doub
         v = -limit + 2 * limit * uniform01(seed, u);
         break;
       }
-      case init_kind::arange: v = n.value + n.value2 * double(i); break;
-      case init_kind::values: v = pool[std::size_t(n.a[0] + i)]; break;
+      case init_kind::arange: v = a.p0 + a.p1 * double(i); break;
+      case init_kind::values: v = pool[std::size_t(a.pool_offset + i)]; break;
     }
     out[i] = static_cast<T>(v);
   }
@@ -97,7 +98,7 @@ class variables {
     e->name = std::string(n.name.view());
     e->type = n.type;
     e->shape = want;
-    e->trainable = n.k & 1;
+    e->trainable = n.has(flag_trainable);
     e->data.reset(std::size_t(want.elements()) * size_of(n.type));
     detail::with_ctype(n.type, [&](auto zero) {
       using T = decltype(zero);

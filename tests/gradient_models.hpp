@@ -10,8 +10,8 @@
 #pragma once
 #include <cstdint>
 #include "graph/graph.hpp"
-#include "nn/conv.hpp"
-#include "nn/pool.hpp"
+#include "ops/conv.hpp"
+#include "ops/pool.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/gradients.hpp"
 #include "ops/indexing.hpp"

@@ -508,7 +508,7 @@ class scripted_executor {
     n.kind = op::variable;
     n.type = dtype::f32;
     n.name = name_text("w");
-    n.init = init_kind::zeros;
+    variable_attrs{.init = init_kind::zeros}.store(n);
     store_.bind(n, {}, 0);
   }
 

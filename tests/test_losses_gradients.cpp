@@ -278,7 +278,7 @@ TEST_CASE("losses.a2c.graph_shares_log_softmax") {
   for (std::size_t i = 0; i < P::N; ++i) {
     if (!P::plan.live[i]) continue;
     const op k = P::nodes[i].kind;
-    reductions += kind_of(k) == op_kind::reduction;
+    reductions += family_of(k) == op_family::reduction;
     maxima += k == op::reduce_max;
     exps += k == op::exp;
   }

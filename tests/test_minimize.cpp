@@ -78,7 +78,8 @@ TEST_CASE("schedules.cosine_decay.end_is_exact") {
 
 namespace {
 
-// Two losses, two minimize calls:
+// Two losses, two minimize calls, both told to skip variables their loss does not depend on
+// (unused_variables::skip; the default is a graph error, see minimize.unused_variable_is_an_error):
 // - the first call ({}: every trainable variable) must skip w2 (loss_1 does not depend on it),
 //   u (nothing depends on it) and the non-trainable f and the integer counter k;
 // - the second names w2, f and u explicitly: f is skipped as non-trainable, u as independent.
@@ -93,8 +94,8 @@ struct selection_model {
     tensor loss_1 = reduce_sum(square(w1 - f)) + cast(k, f64) * reduce_sum(stop_gradient(u));
     tensor loss_2 = reduce_sum(square(w2 - reduce_sum(f)));
     g.output("loss_1", loss_1);  // keeps u and k live, so they are in the store to be checked
-    g.output("step_1", minimize(sgd{.learning_rate = 0.1, .momentum = 0.9}, loss_1));
-    g.output("step_2", minimize(sgd{.learning_rate = 0.2, .momentum = 0.5, .name = "second"}, loss_2, {w2, f, u}));
+    g.output("step_1", minimize(sgd{.learning_rate = 0.1, .momentum = 0.9}, loss_1, {}, unused_variables::skip));
+    g.output("step_2", minimize(sgd{.learning_rate = 0.2, .momentum = 0.5, .name = "second"}, loss_2, {w2, f, u}, unused_variables::skip));
     return g;
   }
 };
@@ -422,8 +423,38 @@ TEST_CASE("minimize.errors.variable_lists") {
       graph g;
       tensor w = g.variable("w", f32, {3});
       g.variable("u", f32, {3});
-      minimize(sgd{}, reduce_sum(stop_gradient(w)));
+      minimize(sgd{}, reduce_sum(stop_gradient(w)), {}, unused_variables::skip);
       return g.error;);
+}
+
+// A variable minimize is asked to train (listed, or picked by {}) that no gradient reaches is an
+// error naming it; unused_variables::skip (per call or per param group) leaves it alone.
+TEST_CASE("minimize.unused_variable_is_an_error") {
+  CHECK_GRAPH_ERROR("minimize: variable 'u' f32 [3] (declared at test_minimize.cpp:",
+      graph g;
+      tensor w = g.variable("w", f32, {3});
+      g.variable("u", f32, {3});
+      minimize(sgd{}, reduce_sum(square(w)));
+      return g.error;);
+  CHECK_GRAPH_ERROR("receives no gradient: the loss does not depend on it",
+      graph g;
+      tensor w = g.variable("w", f32, {3}), u = g.variable("u", f32, {3});
+      minimize(sgd{}, reduce_sum(square(w)) + reduce_sum(stop_gradient(u)), {w, u});
+      return g.error;);
+  CHECK_GRAPH_ERROR("variable 'v'",
+      graph g;
+      tensor w = g.variable("w", f32, {3}), v = g.variable("v", f32, {3});
+      minimize(reduce_sum(square(w)), param_group{sgd{}, {w}}, param_group{adam{}, {v}});
+      return g.error;);
+  constexpr bool skipped_ok = [] {
+    graph g;
+    tensor w = g.variable("w", f32, {3}), v = g.variable("v", f32, {3});
+    minimize(reduce_sum(square(w)), param_group{sgd{}, {w}}, param_group{adam{}, {v}, no_transform{}, unused_variables::skip});
+    g.variable("u", f32, {3});  // declared after the loss: not selected by {}
+    minimize(sgd{.name = "other"}, reduce_sum(square(w)), {}, unused_variables::skip);
+    return g.ok();
+  }();
+  CHECK(skipped_ok);
   CHECK_GRAPH_ERROR("minimize: there is no trainable f32 or f64 variable to update",
       graph g;
       tensor w = g.variable("w", f32, {3}, init::zeros(), /*trainable=*/false);

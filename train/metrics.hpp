@@ -38,14 +38,10 @@
 
 namespace kiln::metrics {
 
-// Metric state variables carry this value as their initializer seed (zeros ignore seeds), which
-// lets fit() find a graph's metric state in the compiled program without a naming convention.
-inline constexpr std::uint64_t state_seed = 0x6b696c6e6d657472ull;  // "kilnmetr"
-
 inline constexpr std::string_view total_suffix = "/total";
 inline constexpr std::string_view count_suffix = "/count";
-// name_text holds 63 characters.
-inline constexpr std::size_t max_name_length = 63 - total_suffix.size();
+// A name plus its longest suffix must fit a node name.
+inline constexpr std::size_t max_name_length = kiln::max_name_length - total_suffix.size();
 
 namespace detail {
 
@@ -84,12 +80,13 @@ constexpr bool declare_state(graph& g, std::string_view op_name, std::string_vie
       g.fail_with(op_name, loc, "metric '", name, "' is already updated in this graph; give this one another name");
       return false;
     }
-  const initializer zeros{init_kind::zeros, 0, 0, state_seed};
-  s.total = g.variable(total_name.view(), dtype::f64, {}, zeros, false, loc);
+  // flag_metric_state lets fit() find a graph's metric state in the compiled program
+  constexpr variable_flags state{.trainable = false, .metric_state = true};
+  s.total = g.variable(total_name.view(), dtype::f64, {}, init::zeros(), state, loc);
   if (with_count) {
     name_text count_name(name);
     count_name.append(count_suffix);
-    s.count = g.variable(count_name.view(), dtype::f64, {}, zeros, false, loc);
+    s.count = g.variable(count_name.view(), dtype::f64, {}, init::zeros(), state, loc);
   }
   return g.ok();
 }
@@ -251,7 +248,7 @@ inline void reset(variables& store, std::string_view name) {
 template <class P> std::vector<std::string> state_variables() {
   std::vector<std::string> names;
   for (const node& n : P::nodes)
-    if (n.kind == op::variable && n.seed == state_seed && n.init == init_kind::zeros) names.emplace_back(n.name.view());
+    if (n.kind == op::variable && n.has(flag_metric_state)) names.emplace_back(n.name.view());
   return names;
 }
 

@@ -13,9 +13,11 @@
 //   variable twice (in one group or across groups) is a graph error naming it. Non-trainable
 //   variables (g.variable(..., /*trainable=*/false)) are skipped even when listed. An empty list
 //   means every trainable f32/f64 variable not listed by another group (at most one such group).
-// - A variable the loss does not depend on has a zero gradient forever, under which no optimizer
-//   here moves it: it is skipped, and no slot variables are created for it. If that leaves
-//   nothing to update, it is a graph error (Keras: "No gradients provided for any variable").
+// - A variable the loss does not depend on would have a zero gradient forever: a selected
+//   variable (listed, or trainable and picked by an empty list) that receives no gradient is a
+//   graph error naming it, unless its group says `unused_variables::skip`; skipped variables get no
+//   slot variables. If that leaves nothing to update, it is a graph error (Keras: "No gradients
+//   provided for any variable").
 // - Per group, in order: the group's gradient transform (hook), then the optimizer's clipping,
 //   then its update. The hook runs first so the clip limits hold for what is applied.
 // - One iteration counter per minimize call: the non-trainable i64 scalar `<name>/iterations`
@@ -48,13 +50,22 @@ struct no_transform {
   constexpr void operator()(graph&, std::span<tensor>, std::span<const tensor>) const {}
 };
 
+// What minimize does with a selected variable the loss does not depend on (no gradient reaches it).
+enum class unused_variables : std::uint8_t {
+  error,  // a graph error naming the variable (a forgotten connection is the usual cause)
+  skip,   // leave it alone (a shared store whose other variables this loss does not train)
+};
+
 template <optimizer_type Opt, gradient_transform Hook = no_transform>
 struct param_group {
   Opt optimizer;
   std::vector<tensor> variables{};  // empty: every trainable variable no other group lists
   Hook transform{};
+  unused_variables unused = unused_variables::error;
 };
 template <class Opt> param_group(Opt, std::initializer_list<tensor>) -> param_group<Opt>;
+template <class Opt, class Hook> param_group(Opt, std::initializer_list<tensor>, Hook, unused_variables) -> param_group<Opt, Hook>;
+template <class Opt, class Hook> param_group(Opt, std::vector<tensor>, Hook, unused_variables) -> param_group<Opt, Hook>;
 template <class Opt, class Hook> param_group(Opt, std::initializer_list<tensor>, Hook) -> param_group<Opt, Hook>;
 template <class Opt> param_group(Opt, std::vector<tensor>) -> param_group<Opt>;
 template <class Opt, class Hook> param_group(Opt, std::vector<tensor>, Hook) -> param_group<Opt, Hook>;
@@ -104,7 +115,7 @@ constexpr bool select_listed(graph& g, selection& s, std::span<const tensor> lis
         return false;
       }
     s.listed.push_back(t.id);
-    if (n.k == 0) continue;  // non-trainable: skipped even when listed
+    if (!n.has(flag_trainable)) continue;  // non-trainable: skipped even when listed
     if (!is_floating(n.type)) {
       g.fail_with("minimize", loc, "variable '", n.name.view(), "' is ", n.type, " ", n.out,
                   "; only f32 and f64 variables can be trained (declare it with trainable = false)");
@@ -119,7 +130,7 @@ constexpr bool select_listed(graph& g, selection& s, std::span<const tensor> lis
 constexpr void select_rest(graph& g, selection& s, int loss_id) {
   for (int i = 0; i < loss_id; ++i) {
     const node& n = g.at(i);
-    if (n.kind != op::variable || n.k == 0 || !is_floating(n.type)) continue;
+    if (n.kind != op::variable || !n.has(flag_trainable) || !is_floating(n.type)) continue;
     bool listed = false;
     for (int id : s.listed) listed = listed || id == i;
     if (listed) continue;
@@ -128,7 +139,7 @@ constexpr void select_rest(graph& g, selection& s, int loss_id) {
   }
 }
 
-constexpr bool is_structural_zero(const node& n) { return n.kind == op::fill && n.value == 0; }
+constexpr bool is_structural_zero(const node& n) { return n.kind == op::fill && immediate_attrs::of(n).value == 0; }
 
 template <class O, class H>
 constexpr void apply_group(const param_group<O, H>& pg, int index, const selection& s, const std::vector<tensor>& grads,
@@ -212,10 +223,22 @@ constexpr tensor minimize(tensor loss, const std::source_location& loc, const Gr
   std::vector<tensor> grads(s.vars.size());
   grad_detail::backward(loss, s.vars.data(), s.vars.size(), tensor{}, grads.data(), loc);
   if (!g.ok()) return detail::invalid_of(loss);
+  std::vector<unused_variables> policy;
+  (policy.push_back(groups.unused), ...);
   int updated = 0;
-  for (tensor& d : grads) {
-    if (is_structural_zero(d.info())) d = tensor{&g, -1};
-    else ++updated;
+  for (std::size_t j = 0; j < grads.size(); ++j) {
+    tensor& d = grads[j];
+    if (!is_structural_zero(d.info())) {
+      ++updated;
+      continue;
+    }
+    d = tensor{&g, -1};
+    if (policy[std::size_t(s.group[j])] == unused_variables::error) {
+      const node v = s.vars[j].info();
+      return g.fail_with("minimize", loc, "variable '", v.name.view(), "' ", v.type, " ", v.out, " (declared at ", graph::basename(v.file), ":",
+                         int(v.line), ") receives no gradient: the loss does not depend on it. Connect it, declare it with trainable = "
+                         "false, or pass unused_variables::skip");
+    }
   }
   if (updated == 0)
     return g.fail_with("minimize", loc, "the loss depends on none of the ", std::int64_t(s.vars.size()),
@@ -246,6 +269,11 @@ template <optimizer_type Opt>
 constexpr tensor minimize(const Opt& opt, tensor loss, std::initializer_list<tensor> vars = {},
                           std::source_location loc = std::source_location::current()) {
   return train_detail::minimize(loss, loc, param_group<Opt>{opt, std::vector<tensor>(vars)});
+}
+template <optimizer_type Opt>
+constexpr tensor minimize(const Opt& opt, tensor loss, std::initializer_list<tensor> vars, unused_variables unused,
+                          std::source_location loc = std::source_location::current()) {
+  return train_detail::minimize(loss, loc, param_group<Opt>{opt, std::vector<tensor>(vars), no_transform{}, unused});
 }
 template <optimizer_type Opt>
 constexpr tensor minimize(const Opt& opt, tensor loss, std::span<const tensor> vars, std::source_location loc = std::source_location::current()) {

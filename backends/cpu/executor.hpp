@@ -47,7 +47,7 @@ template <class P> class cpu_executor {
       std::byte* dst = constants_.data() + off;
       detail::with_ctype(n.type, [&](auto zero) {
         using T = decltype(zero);
-        for (std::int64_t i = 0; i < n.out.static_elements(); ++i) reinterpret_cast<T*>(dst)[i] = static_cast<T>(P::pool[std::size_t(n.a[0] + i)]);
+        for (std::int64_t i = 0; i < n.out.static_elements(); ++i) reinterpret_cast<T*>(dst)[i] = static_cast<T>(P::pool[std::size_t(constant_attrs::of(n).pool_offset + i)]);
       });
       values_[std::size_t(id)] = dst;
       off += std::size_t(align_bytes(n.out.static_elements() * std::int64_t(size_of(n.type))));
@@ -78,7 +78,7 @@ template <class P> class cpu_executor {
   std::int64_t arena_allocations() const { return arena_allocations_; }
   std::size_t arena_bytes() const { return arena_.size(); }
 
-  static constexpr std::uint64_t graph_seed = 0x6b696c6e;
+  static constexpr std::uint64_t graph_seed = P::seed;  // graph::seed: variables without a seed of their own draw from it
 
  private:
   std::int64_t bind_feeds(std::span<const feed> feeds) {
@@ -123,14 +123,14 @@ template <class P> class cpu_executor {
   }
 
   static bool declared_placeholder(std::string_view name) {
-    for (const node& n : nodes)
+    for (const node& n : P::model_nodes)  // placeholders lowering dropped as unused included
       if (n.kind == op::placeholder && n.name.view() == name) return true;
     return false;
   }
   static std::string placeholder_list() {
     std::string s;
-    for (const node& n : nodes)
-      if (n.kind == op::placeholder) s += (s.empty() ? "" : ", ") + std::string(n.name.view());
+    for (const node& n : P::model_nodes)
+      if (n.kind == op::placeholder && n.name.view().substr(0, 1) != "~") s += (s.empty() ? "" : ", ") + std::string(n.name.view());
     return s.empty() ? "(none)" : s;
   }
 
@@ -221,6 +221,7 @@ template <class P> class cpu_executor {
     } else if constexpr (g.kind == group_kind::window) {
       cpu_detail::window_group<P, G>::run(ctx);
     } else {
+      static_assert(g.kind == group_kind::assign, "cpu: a group kind without a kernel");
       constexpr const node& a = nodes[std::size_t(g.root)];
       using loop = cpu_detail::fused_expr<P, G, a.in[1], g.root>;
       loop::run_all(ctx, static_cast<typename loop::out_t*>(ctx.values[a.in[0]]));

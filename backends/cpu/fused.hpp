@@ -123,8 +123,8 @@ template <class P, int G, int Root, int ShapeNode, int Given = -1> struct fused_
       };
       lane_form f = lane_form::none;
       if (!plan.reads_inline(n, G) || is_immediate(x.kind)) f = x.type == dtype::f32 ? lane_form::value : lane_form::none;
-      else if (detail::is_comparison(x.kind)) f = inputs_are(lane_form::value) ? lane_form::mask : lane_form::none;
-      else if (detail::is_logical(x.kind)) f = inputs_are(lane_form::mask) ? lane_form::mask : lane_form::none;
+      else if (is_comparison(x.kind)) f = inputs_are(lane_form::value) ? lane_form::mask : lane_form::none;
+      else if (is_logical(x.kind)) f = inputs_are(lane_form::mask) ? lane_form::mask : lane_form::none;
       else if (x.kind == op::select)
         f = self(self, x.in[0]) == lane_form::mask && self(self, x.in[1]) == lane_form::value && self(self, x.in[2]) == lane_form::value
                 ? lane_form::value : lane_form::none;
@@ -163,10 +163,10 @@ template <class P, int G, int Root, int ShapeNode, int Given = -1> struct fused_
       constexpr int l = all_leaves.index_of(Nd);
       return static_cast<const T*>(st.ptr[l])[st.off[l] + (contiguous<l> ? c : 0)];
     } else if constexpr (n.kind == op::scalar || n.kind == op::fill) {
-      return T(n.value);
+      return T(immediate_attrs::of(n).value);
     } else if constexpr (n.kind == op::iota) {
       constexpr int l = all_leaves.index_of(Nd);
-      return T(n.value + n.value2 * double(st.off[l] + (contiguous<l> ? c : 0)));
+      return T(iota_attrs::of(n).start + iota_attrs::of(n).step * double(st.off[l] + (contiguous<l> ? c : 0)));
     } else if constexpr (n.kind == op::cast) {
       return static_cast<T>(eval<n.in[0]>(st, c));
     } else if constexpr (n.kind == op::select) {
@@ -192,14 +192,15 @@ template <class P, int G, int Root, int ShapeNode, int Given = -1> struct fused_
       else if constexpr (contiguous<l>) return ei::ploadu<packet_f32>(p + c);
       else return ei::pset1<packet_f32>(*p);
     } else if constexpr (n.kind == op::scalar || n.kind == op::fill) {
-      return ei::pset1<packet_f32>(float(n.value));
+      return ei::pset1<packet_f32>(float(immediate_attrs::of(n).value));
     } else if constexpr (n.kind == op::iota) {
       constexpr int l = all_leaves.index_of(Nd);
+      constexpr iota_attrs iota = iota_attrs::of(n);
       if constexpr (contiguous<l>)
-        return ei::padd(ei::pset1<packet_f32>(float(n.value + n.value2 * double(st.off[l] + c))),
-                        ei::pmul(ei::pset1<packet_f32>(float(n.value2)), ei::plset<packet_f32>(0.f)));
-      else return ei::pset1<packet_f32>(float(n.value + n.value2 * double(st.off[l])));
-    } else if constexpr (detail::is_comparison(n.kind)) {
+        return ei::padd(ei::pset1<packet_f32>(float(iota.start + iota.step * double(st.off[l] + c))),
+                        ei::pmul(ei::pset1<packet_f32>(float(iota.step)), ei::plset<packet_f32>(0.f)));
+      else return ei::pset1<packet_f32>(float(iota.start + iota.step * double(st.off[l])));
+    } else if constexpr (is_comparison(n.kind)) {
       return packet_compare<n.kind>(evalp<n.in[0], Tail>(st, c, tail), evalp<n.in[1], Tail>(st, c, tail));
     } else if constexpr (n.kind == op::logical_and) {
       return ei::pand(evalp<n.in[0], Tail>(st, c, tail), evalp<n.in[1], Tail>(st, c, tail));

@@ -50,23 +50,26 @@ template <class P, int G> struct layout_group {
       constexpr const node& x = P::nodes[n.in[0]];
       std::int64_t st[max_rank];
       contiguous_strides(x.out, ctx.batch, st);
-      for (int d = 0; d < n.out.rank; ++d) in_stride[d] = st[n.a[d]];
+      constexpr transpose_attrs t = transpose_attrs::of(n);
+      for (int d = 0; d < n.out.rank; ++d) in_stride[d] = st[t.perm[d]];
       strided_copy(out, static_cast<const T*>(ctx.values[n.in[0]]), n.out.rank, ext, in_stride);
     } else if constexpr (n.kind == op::slice) {
       constexpr const node& x = P::nodes[n.in[0]];
       contiguous_strides(x.out, ctx.batch, in_stride);
-      const T* in = static_cast<const T*>(ctx.values[n.in[0]]) + n.a[0] * in_stride[n.k];
+      constexpr slice_attrs sl = slice_attrs::of(n);
+      const T* in = static_cast<const T*>(ctx.values[n.in[0]]) + sl.begin * in_stride[sl.axis];
       strided_copy(out, in, n.out.rank, ext, in_stride);
     } else if constexpr (n.kind == op::concat) {
       // out viewed as [outer, axis, inner]; each part copies its [outer, part_axis, inner] block
+      constexpr int axis = concat_attrs::of(n).axis;
       std::int64_t outer = 1, inner = 1;
-      for (int d = 0; d < n.k; ++d) outer *= ext[d];
-      for (int d = int(n.k) + 1; d < n.out.rank; ++d) inner *= ext[d];
-      const std::int64_t out_axis = ext[n.k];
+      for (int d = 0; d < axis; ++d) outer *= ext[d];
+      for (int d = axis + 1; d < n.out.rank; ++d) inner *= ext[d];
+      const std::int64_t out_axis = ext[axis];
       std::int64_t axis_off = 0;
       for (int i = 0; i < n.n_in; ++i) {
         const node& part = P::nodes[std::size_t(n.in[i])];
-        const std::int64_t part_axis = part.out.dim[n.k];
+        const std::int64_t part_axis = part.out.dim[axis];
         const T* in = static_cast<const T*>(ctx.values[n.in[i]]);
         const std::int64_t block = part_axis * inner;
         for (std::int64_t o = 0; o < outer; ++o)
@@ -89,8 +92,9 @@ template <class P, int G> struct gather_group {
     T* out = static_cast<T*>(ctx.values[root]);
     const T* src = static_cast<const T*>(ctx.values[n.in[0]]);
     const I* idx = static_cast<const I*>(ctx.values[n.in[1]]);
-    const int axis = int(n.k);
-    const bool per_row = n.a[0] == 1;
+    constexpr gather_attrs ga = gather_attrs::of(n);
+    const int axis = ga.axis;
+    const bool per_row = ga.batch_dims == 1;
     // params viewed as [rows (batch_dims), outer, axis, inner]; indices as [rows, count]
     std::int64_t rows = 1, outer = 1, inner = 1, count = 1;
     const std::int64_t axis_size = params.out.dim[axis];

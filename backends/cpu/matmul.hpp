@@ -293,9 +293,10 @@ template <class P, int G> struct matmul_group {
   static constexpr const node& mm = P::nodes[M_node];
   static constexpr const node& na = P::nodes[mm.in[0]];
   static constexpr const node& nb = P::nodes[mm.in[1]];
-  static constexpr bool ta = mm.k & 1, tb = mm.k & 2;
+  static constexpr matmul_attrs attrs = matmul_attrs::of(mm);
+  static constexpr bool ta = attrs.transpose_a, tb = attrs.transpose_b;
   // A row-folded contraction [?,R,M]^T x [?,R,N] is the batch contraction [?·R,M]^T x [?·R,N].
-  static constexpr bool fold = (mm.k & detail::matmul_fold_rows) != 0;
+  static constexpr bool fold = attrs.fold_rows;
   static constexpr std::int64_t rows_per_batch = fold ? na.out.dim[1] : 1;
   static constexpr shape sa = fold ? shape{batch, na.out.dim[2]} : na.out;
   static constexpr shape sb = fold ? shape{batch, nb.out.dim[2]} : nb.out;
@@ -320,7 +321,7 @@ template <class P, int G> struct matmul_group {
   static constexpr std::int64_t row_block = 64;
   // The small kernel hands its packets to the epilogue in registers: the product is never stored
   // and read back (at [32,128] that store alone costs as much as the arithmetic).
-  using register_epilogue = fused_expr<P, G, grp.root, grp.root, M_node>;
+  using register_epilogue = fused_expr<P, G, grp.root, grp.root, (grp.anchor_view >= 0 ? grp.anchor_view : M_node)>;
   static constexpr bool epilogue_in_registers =
       grp.anchor >= 0 && small_kernel && (has_masked_tail || N % packet_width == 0) && register_epilogue::takes_given_packets;
 

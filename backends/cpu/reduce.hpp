@@ -22,6 +22,7 @@ template <class P, int G> struct reduction {
   using out_t = ctype<r.type>;
   using input = fused_expr<P, G, X, X>;
   static constexpr op kind = r.kind;
+  static constexpr reduce_attrs axes = reduce_attrs::of(r);
 
   // Pointer to input elements [begin, begin + n), n <= reduce_chunk.
   static KILN_INLINE const in_t* source(const context& ctx, in_t* scratch, std::int64_t begin, std::int64_t n) {
@@ -118,8 +119,8 @@ template <class P, int G> struct reduction {
     std::int64_t A = 1, R = 1, C = 1;
     for (int d = 0; d < x.out.rank; ++d) {
       const std::int64_t e = x.out.extent(d, ctx.batch);
-      if (d < r.a[0]) A *= e;
-      else if (d <= r.a[1]) R *= e;
+      if (d < axes.first) A *= e;
+      else if (d <= axes.last) R *= e;
       else C *= e;
     }
     out_t* out = static_cast<out_t*>(ctx.values[P::plan.groups[G].root]);

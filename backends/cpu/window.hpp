@@ -14,7 +14,7 @@ namespace kiln::cpu_detail {
 template <class P, int G> struct window_group {
   static constexpr int root = P::plan.groups[G].root;
   static constexpr const node& n = P::nodes[root];
-  static constexpr window_geometry w = detail::geometry_of(n);
+  static constexpr window_geometry w = window_geometry::of(n);
   // the image side: the input of im2col, max_pool and the selects, the output of col2im
   static constexpr const shape image = n.kind == op::col2im ? n.out : P::nodes[n.in[0]].out;
   static constexpr std::int64_t H = image.dim[1], W = image.dim[2], C = image.dim[3];

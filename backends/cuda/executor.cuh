@@ -170,7 +170,7 @@ template <class P> class cuda_executor {
   std::size_t arena_bytes() const { return arena_.size(); }
   std::int64_t graph_captures() const { return graph_captures_; }
 
-  static constexpr std::uint64_t graph_seed = 0x6b696c6e;  // the CPU executor's, so initial values agree
+  static constexpr std::uint64_t graph_seed = P::seed;  // graph::seed, as on the CPU, so initial values agree
 
  private:
   static constexpr bool has_matmul = [] {
@@ -212,7 +212,7 @@ template <class P> class cuda_executor {
       staging.resize(value_bytes(id, 1));
       detail::with_ctype(n.type, [&](auto zero) {
         using T = decltype(zero);
-        for (std::int64_t i = 0; i < n.out.static_elements(); ++i) reinterpret_cast<T*>(staging.data())[i] = static_cast<T>(pool[std::size_t(n.a[0] + i)]);
+        for (std::int64_t i = 0; i < n.out.static_elements(); ++i) reinterpret_cast<T*>(staging.data())[i] = static_cast<T>(pool[std::size_t(constant_attrs::of(n).pool_offset + i)]);
       });
       values_[std::size_t(id)] = at;
       at += device_aligned(std::int64_t(staging.size()));
@@ -275,14 +275,14 @@ template <class P> class cuda_executor {
   }
 
   static bool declared_placeholder(std::string_view name) {
-    for (const node& n : P::nodes)
+    for (const node& n : P::model_nodes)  // placeholders lowering dropped as unused included
       if (n.kind == op::placeholder && n.name.view() == name) return true;
     return false;
   }
   static std::string placeholder_list() {
     std::string s;
-    for (const node& n : P::nodes)
-      if (n.kind == op::placeholder) s += (s.empty() ? "" : ", ") + std::string(n.name.view());
+    for (const node& n : P::model_nodes)
+      if (n.kind == op::placeholder && n.name.view().substr(0, 1) != "~") s += (s.empty() ? "" : ", ") + std::string(n.name.view());
     return s.empty() ? "(none)" : s;
   }
 
@@ -401,6 +401,7 @@ template <class P> class cuda_executor {
     } else if constexpr (g.kind == group_kind::window) {
       cuda_detail::window_plan<P, G>::launch(ctx);
     } else {
+      static_assert(g.kind == group_kind::assign, "cuda: a group kind without a kernel");
       // assign: the value expression, broadcast to the variable's shape, written into it
       constexpr node a = P::nodes[std::size_t(g.root)];
       cuda_detail::fused_plan<P, G, a.in[1], g.root>::launch(ctx, ctx.values[a.in[0]]);

@@ -82,8 +82,12 @@ template <class P, int G, int Root, int ShapeNode> struct fused_plan {
       if (!inline_read) return;
       if (x.kind == op::scalar || x.kind == op::fill || x.kind == op::iota) {
         t.imm_of[std::size_t(n)] = t.imm_count;
-        t.imm[std::size_t(t.imm_count++)] = x.value;
-        if (x.kind == op::iota) t.imm[std::size_t(t.imm_count++)] = x.value2;
+        if (x.kind == op::iota) {
+          t.imm[std::size_t(t.imm_count++)] = iota_attrs::of(x).start;
+          t.imm[std::size_t(t.imm_count++)] = iota_attrs::of(x).step;
+        } else {
+          t.imm[std::size_t(t.imm_count++)] = immediate_attrs::of(x).value;
+        }
         return;
       }
       for (int k = 0; k < x.n_in; ++k) self(self, x.in[k]);

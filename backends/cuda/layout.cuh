@@ -71,22 +71,23 @@ template <class P, int G> struct layout_plan {
       contiguous_strides(x.out, ctx.batch, x_stride);
       const T* in = static_cast<const T*>(ctx.values[n.in[0]]);
       if constexpr (n.kind == op::transpose) {
-        for (int k = 0; k < d.rank; ++k) d.in_stride[k] = x_stride[n.a[k]];
+        for (int k = 0; k < d.rank; ++k) d.in_stride[k] = x_stride[transpose_attrs::of(n).perm[k]];
       } else {
         for (int k = 0; k < d.rank; ++k) d.in_stride[k] = x_stride[k];
-        in += n.a[0] * x_stride[n.k];
+        in += slice_attrs::of(n).begin * x_stride[slice_attrs::of(n).axis];
       }
       strided_copy(out, in, d, ctx);
     } else {
       static_assert(n.kind == op::concat);
       // out as [outer, axis, inner]; each part is a [outer, part_axis * inner] block of it
+      constexpr int axis = concat_attrs::of(n).axis;
       std::int64_t outer = 1, inner = 1;
-      for (int k = 0; k < n.k; ++k) outer *= d.extent[k];
-      for (int k = int(n.k) + 1; k < n.out.rank; ++k) inner *= d.extent[k];
-      const std::int64_t out_axis = d.extent[n.k];
+      for (int k = 0; k < axis; ++k) outer *= d.extent[k];
+      for (int k = axis + 1; k < n.out.rank; ++k) inner *= d.extent[k];
+      const std::int64_t out_axis = d.extent[axis];
       std::int64_t axis_off = 0;
       for (int i = 0; i < n.n_in; ++i) {
-        const std::int64_t part_axis = P::nodes[std::size_t(n.in[i])].out.dim[n.k];
+        const std::int64_t part_axis = P::nodes[std::size_t(n.in[i])].out.dim[axis];
         copy_desc part;
         part.rank = 2;
         part.extent[0] = outer;
@@ -150,8 +151,8 @@ template <class P, int G> struct gather_plan {
 
   static void launch(const launch_context& ctx, gather_fault* fault) {
     // params as [rows (batch_dims), outer, axis, inner]; indices as [rows, count]
-    const int axis = int(n.k);
-    const bool per_row = n.a[0] == 1;
+    const int axis = gather_attrs::of(n).axis;
+    const bool per_row = gather_attrs::of(n).batch_dims == 1;
     gather_desc d;
     d.group = G;
     d.axis_size = params.out.dim[axis];
@@ -170,7 +171,7 @@ template <class P, int G> struct gather_plan {
   }
 
   static std::string describe(long long index) {
-    return "kiln: gather: index " + std::to_string(index) + " is out of range [0, " + std::to_string(params.out.dim[n.k]) +
+    return "kiln: gather: index " + std::to_string(index) + " is out of range [0, " + std::to_string(params.out.dim[gather_attrs::of(n).axis]) +
            ") for params " + std::string(to_text(params.out).view()) +
            (params.name.empty() ? "" : " ('" + std::string(params.name.view()) + "')");
   }

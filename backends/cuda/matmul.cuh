@@ -58,10 +58,11 @@ template <class P, int G> struct matmul_plan {
   static constexpr node mm = P::nodes[std::size_t(product)];
   static constexpr node na = P::nodes[std::size_t(mm.in[0])];
   static constexpr node nb = P::nodes[std::size_t(mm.in[1])];
-  static constexpr bool ta = (mm.k & 1) != 0, tb = (mm.k & 2) != 0;
+  static constexpr matmul_attrs attrs = matmul_attrs::of(mm);
+  static constexpr bool ta = attrs.transpose_a, tb = attrs.transpose_b;
   // A row-folded contraction [?,R,M]^T x [?,R,N] -> [M,N] is the 2-D batch contraction
   // [?·R,M]^T x [?·R,N]: the operands are contiguous, so it is one GEMM of depth batch·R.
-  static constexpr bool fold = (mm.k & detail::matmul_fold_rows) != 0;
+  static constexpr bool fold = attrs.fold_rows;
   static constexpr int ra = na.out.rank, rb = nb.out.rank;
   static_assert(!fold || (ta && !tb && ra == 3 && rb == 3 && na.out.dim[1] == nb.out.dim[1]),
                 "a row-folded matmul contracts [?,R,M]^T with [?,R,N]");

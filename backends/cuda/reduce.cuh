@@ -185,8 +185,8 @@ template <class P, int G> struct reduction_plan {
     reduce_shape s;
     for (int d = 0; d < x.out.rank; ++d) {
       const std::int64_t e = x.out.extent(d, batch_size);
-      if (d < r.a[0]) s.A *= e;
-      else if (d <= r.a[1]) s.R *= e;
+      if (d < reduce_attrs::of(r).first) s.A *= e;
+      else if (d <= reduce_attrs::of(r).last) s.R *= e;
       else s.C *= e;
     }
     return s;

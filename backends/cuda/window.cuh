@@ -158,7 +158,7 @@ __global__ void __launch_bounds__(block_threads)
 template <class P, int G> struct window_plan {
   static constexpr int root = P::plan.groups[G].root;
   static constexpr node n = P::nodes[std::size_t(root)];
-  static constexpr window_geometry w = detail::geometry_of(n);
+  static constexpr window_geometry w = window_geometry::of(n);
   // the image side: the input of im2col, max_pool and the selects, the output of col2im
   static constexpr shape image = n.kind == op::col2im ? n.out : P::nodes[std::size_t(n.in[0])].out;
   using T = ctype<n.type>;

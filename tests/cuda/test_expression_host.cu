@@ -91,7 +91,7 @@ template <class Model> void check_model(const char* name, Model, std::span<const
     detail::with_ctype(n.type, [&](auto zero) {
       using T = decltype(zero);
       for (std::int64_t i = 0; i < n.out.static_elements(); ++i)
-        reinterpret_cast<T*>(constants.back().data())[i] = static_cast<T>(P::pool[std::size_t(n.a[0] + i)]);
+        reinterpret_cast<T*>(constants.back().data())[i] = static_cast<T>(P::pool[std::size_t(constant_attrs::of(n).pool_offset + i)]);
     });
     values[std::size_t(id)] = constants.back().data();
   }

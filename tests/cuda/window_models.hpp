@@ -8,8 +8,8 @@
 #pragma once
 #include "graph/graph.hpp"
 #include "graph/program.hpp"
-#include "nn/conv.hpp"
-#include "nn/pool.hpp"
+#include "ops/conv.hpp"
+#include "ops/pool.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/gradients.hpp"
 #include "ops/reduce.hpp"

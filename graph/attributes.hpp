@@ -14,6 +14,7 @@ struct immediate_attrs {
   double value = 0;
   static constexpr immediate_attrs of(const node& n) { return {n.attr_real[0]}; }
   constexpr void store(node& n) const { n.attr_real[0] = value; }
+  friend constexpr bool operator==(const immediate_attrs&, const immediate_attrs&) = default;
 };
 
 // iota: start, start + step, ... in row-major order.
@@ -24,6 +25,7 @@ struct iota_attrs {
     n.attr_real[0] = start;
     n.attr_real[1] = step;
   }
+  friend constexpr bool operator==(const iota_attrs&, const iota_attrs&) = default;
 };
 
 // constant: where its values start in the graph's pool.
@@ -31,6 +33,7 @@ struct constant_attrs {
   std::int64_t pool_offset = 0;
   static constexpr constant_attrs of(const node& n) { return {n.attr_int[0]}; }
   constexpr void store(node& n) const { n.attr_int[0] = pool_offset; }
+  friend constexpr bool operator==(const constant_attrs&, const constant_attrs&) = default;
 };
 
 // variable: how its initial value is drawn (its flags say what it is for).
@@ -49,6 +52,7 @@ struct variable_attrs {
     n.attr_real[0] = p0;
     n.attr_real[1] = p1;
   }
+  friend constexpr bool operator==(const variable_attrs&, const variable_attrs&) = default;
 };
 
 // reduce_*, argmax: the reduced run of axes [first, last] of the input.
@@ -61,6 +65,7 @@ struct reduce_attrs {
     n.attr_int[1] = last;
     n.attr_int[2] = keepdims;
   }
+  friend constexpr bool operator==(const reduce_attrs&, const reduce_attrs&) = default;
 };
 
 // matmul: C = op(A) op(B). fold_rows (gradients only) reads [?,R,X] operands as [?·R, X]: the
@@ -73,6 +78,7 @@ struct matmul_attrs {
     n.attr_int[1] = transpose_b;
     n.attr_int[2] = fold_rows;
   }
+  friend constexpr bool operator==(const matmul_attrs&, const matmul_attrs&) = default;
 };
 
 // transpose: output dim d is input dim perm[d].
@@ -99,6 +105,7 @@ struct slice_attrs {
     n.attr_int[0] = axis;
     n.attr_int[1] = begin;
   }
+  friend constexpr bool operator==(const slice_attrs&, const slice_attrs&) = default;
 };
 
 // concat: the axis its inputs are joined along.
@@ -106,6 +113,7 @@ struct concat_attrs {
   int axis = 0;
   static constexpr concat_attrs of(const node& n) { return {int(n.attr_int[0])}; }
   constexpr void store(node& n) const { n.attr_int[0] = axis; }
+  friend constexpr bool operator==(const concat_attrs&, const concat_attrs&) = default;
 };
 
 // gather: params.shape[:axis] + indices.shape[batch_dims:] + params.shape[axis+1:].
@@ -116,6 +124,7 @@ struct gather_attrs {
     n.attr_int[0] = axis;
     n.attr_int[1] = batch_dims;
   }
+  friend constexpr bool operator==(const gather_attrs&, const gather_attrs&) = default;
 };
 
 // softmax, log_softmax: the axis they normalize along.
@@ -123,6 +132,7 @@ struct axis_attrs {
   int axis = 0;
   static constexpr axis_attrs of(const node& n) { return {int(n.attr_int[0])}; }
   constexpr void store(node& n) const { n.attr_int[0] = axis; }
+  friend constexpr bool operator==(const axis_attrs&, const axis_attrs&) = default;
 };
 
 // batch_norm: the epsilon added to the variance.
@@ -130,6 +140,7 @@ struct normalization_attrs {
   double epsilon = 1e-3;
   static constexpr normalization_attrs of(const node& n) { return {n.attr_real[0]}; }
   constexpr void store(node& n) const { n.attr_real[0] = epsilon; }
+  friend constexpr bool operator==(const normalization_attrs&, const normalization_attrs&) = default;
 };
 
 // fully_connected: the activation its epilogue applies after the bias.
@@ -148,6 +159,7 @@ struct fully_connected_attrs {
   epilogue_activation activation = epilogue_activation::linear;
   static constexpr fully_connected_attrs of(const node& n) { return {epilogue_activation(n.attr_int[0])}; }
   constexpr void store(node& n) const { n.attr_int[0] = std::int64_t(activation); }
+  friend constexpr bool operator==(const fully_connected_attrs&, const fully_connected_attrs&) = default;
 };
 
 // custom_gradient: which of the graph's custom rules holds its VJP.
@@ -155,6 +167,7 @@ struct custom_gradient_attrs {
   int rule = 0;
   static constexpr custom_gradient_attrs of(const node& n) { return {int(n.attr_int[0])}; }
   constexpr void store(node& n) const { n.attr_int[0] = rule; }
+  friend constexpr bool operator==(const custom_gradient_attrs&, const custom_gradient_attrs&) = default;
 };
 
 // The window ops (ops/window.hpp), convolutions and pools: a kh×kw window moved by `stride` over

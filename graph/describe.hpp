@@ -44,10 +44,17 @@ inline std::string attribute_text(const node& n) {
       flag(a.fold_rows, "fold_rows");
       return s;
     }
+    case op_family::composite:
+      if (n.kind == op::softmax || n.kind == op::log_softmax) return "axis " + i64(axis_attrs::of(n).axis);
+      if (n.kind == op::batch_norm) return "epsilon " + num(normalization_attrs::of(n).epsilon);
+      if (n.kind == op::fully_connected) return std::string(name_of(fully_connected_attrs::of(n).activation));
+      if (n.kind != op::conv2d && n.kind != op::conv2d_backprop_input && n.kind != op::conv2d_backprop_filter && n.kind != op::avg_pool2d)
+        return "";
+      [[fallthrough]];  // the convolutions and pools carry a window geometry
     case op_family::window: {
       const window_geometry w = window_geometry::of(n);
       std::string s = i64(w.kh) + "x" + i64(w.kw) + " stride " + i64(w.stride) + " out " + i64(w.ho) + "x" + i64(w.wo);
-      if (w.top || w.left) s += " pad " + i64(w.top) + "," + i64(w.left);
+      if (w.top || w.left || w.bottom || w.right) s += " pad " + i64(w.top) + "," + i64(w.left) + "," + i64(w.bottom) + "," + i64(w.right);
       if (w.positive_only) s += " positive_only";
       return s;
     }

@@ -1,4 +1,5 @@
-// Element types of graph values. Only the five dtypes below exist; the C++ type of each is fixed
+// Element types of graph values. Only the six dtypes below exist (u8: frames and images, whose
+// cast to f32 fuses into the loop that consumes them); the C++ type of each is fixed
 // so that kernels, feeds and checkpoints agree on the bytes.
 #pragma once
 #include <cstdint>
@@ -6,7 +7,7 @@
 
 namespace kiln {
 
-enum class dtype : std::uint8_t { f32, f64, i32, i64, boolean };
+enum class dtype : std::uint8_t { f32, f64, i32, i64, boolean, u8 };
 
 template <dtype D> struct ctype_of;
 template <> struct ctype_of<dtype::f32> { using type = float; };
@@ -14,6 +15,7 @@ template <> struct ctype_of<dtype::f64> { using type = double; };
 template <> struct ctype_of<dtype::i32> { using type = std::int32_t; };
 template <> struct ctype_of<dtype::i64> { using type = std::int64_t; };
 template <> struct ctype_of<dtype::boolean> { using type = bool; };
+template <> struct ctype_of<dtype::u8> { using type = std::uint8_t; };
 template <dtype D> using ctype = typename ctype_of<D>::type;
 
 template <class T> inline constexpr bool is_kiln_scalar = false;
@@ -22,6 +24,7 @@ template <> inline constexpr bool is_kiln_scalar<double> = true;
 template <> inline constexpr bool is_kiln_scalar<std::int32_t> = true;
 template <> inline constexpr bool is_kiln_scalar<std::int64_t> = true;
 template <> inline constexpr bool is_kiln_scalar<bool> = true;
+template <> inline constexpr bool is_kiln_scalar<std::uint8_t> = true;
 
 template <class T> concept scalar_type = is_kiln_scalar<T>;
 
@@ -30,6 +33,7 @@ template <scalar_type T> constexpr dtype dtype_of() {
   else if constexpr (std::is_same_v<T, double>) return dtype::f64;
   else if constexpr (std::is_same_v<T, std::int32_t>) return dtype::i32;
   else if constexpr (std::is_same_v<T, std::int64_t>) return dtype::i64;
+  else if constexpr (std::is_same_v<T, std::uint8_t>) return dtype::u8;
   else return dtype::boolean;
 }
 
@@ -40,6 +44,7 @@ constexpr std::string_view name_of(dtype d) {
     case dtype::i32: return "i32";
     case dtype::i64: return "i64";
     case dtype::boolean: return "bool";
+    case dtype::u8: return "u8";
   }
   return "?";
 }
@@ -48,13 +53,13 @@ constexpr std::size_t size_of(dtype d) {
   switch (d) {
     case dtype::f32: case dtype::i32: return 4;
     case dtype::f64: case dtype::i64: return 8;
-    case dtype::boolean: return 1;
+    case dtype::boolean: case dtype::u8: return 1;
   }
   return 0;
 }
 
 constexpr bool is_floating(dtype d) { return d == dtype::f32 || d == dtype::f64; }
-constexpr bool is_integer(dtype d) { return d == dtype::i32 || d == dtype::i64; }
+constexpr bool is_integer(dtype d) { return d == dtype::i32 || d == dtype::i64 || d == dtype::u8; }
 constexpr bool is_numeric(dtype d) { return d != dtype::boolean; }
 
 inline constexpr dtype f32 = dtype::f32;
@@ -62,5 +67,6 @@ inline constexpr dtype f64 = dtype::f64;
 inline constexpr dtype i32 = dtype::i32;
 inline constexpr dtype i64 = dtype::i64;
 inline constexpr dtype boolean = dtype::boolean;
+inline constexpr dtype u8 = dtype::u8;
 
 }  // namespace kiln

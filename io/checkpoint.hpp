@@ -80,6 +80,7 @@ constexpr std::uint8_t dtype_code(dtype t) {
     case dtype::i32: return 3;
     case dtype::i64: return 4;
     case dtype::boolean: return 5;
+    case dtype::u8: return 6;
   }
   return 0;
 }
@@ -90,6 +91,7 @@ inline std::optional<dtype> dtype_from_code(std::uint8_t c) {
     case 3: return dtype::i32;
     case 4: return dtype::i64;
     case 5: return dtype::boolean;
+    case 6: return dtype::u8;
     default: return std::nullopt;
   }
 }

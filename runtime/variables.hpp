@@ -66,6 +66,7 @@ template <class F> decltype(auto) with_ctype(dtype t, F&& f) {
     case dtype::f64: return f(double{});
     case dtype::i32: return f(std::int32_t{});
     case dtype::i64: return f(std::int64_t{});
+    case dtype::u8: return f(std::uint8_t{});
     case dtype::boolean: break;
   }
   return f(bool{});

@@ -135,7 +135,12 @@ template <std::int64_t K, std::int64_t N>
   };
   std::int64_t m = m0;
   for (; m + block_rows <= m1; m += block_rows) {
+    // Eigen's PacketBlock takes the vector type as a template argument, whose alignment
+    // attribute GCC reports as ignored there: harmless (the block is a plain array of packets).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"
     ei::PacketBlock<packet_f32, packet_width> acc;  // acc[r * N + n]: row m + r, column n
+#pragma GCC diagnostic pop
     static_for<packet_width>([&](auto i) { acc.packet[i] = ei::pzero(packet_f32{}); });
     auto step = [&](std::int64_t k, auto load) {
       packet_f32 bk[N];

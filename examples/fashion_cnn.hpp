@@ -135,7 +135,9 @@ class filter_images : public callback {
     for (int p = 0; p < pixels; ++p)
       for (int u = 0; u < shown; ++u) k[std::size_t(p * shown + u)] = w[std::size_t(p) * std::size_t(m_.kernel_units) + std::size_t(u)];
     const int zoom = m_.kernel_h >= 16 ? 2 : 24 / m_.kernel_h;
-    writer_->image(std::string(m_.first_kernel), filter_grid(k, m_.kernel_h, m_.kernel_w, 1, shown, zoom), epoch);
+    // Its own tag: the kernel's histogram (the tensorboard callback) is tagged with the variable's
+    // name, and one tag holding two kinds of summary shows only one of them.
+    writer_->image(std::string(m_.first_kernel) + "/filters", filter_grid(k, m_.kernel_h, m_.kernel_w, 1, shown, zoom), epoch);
     writer_->flush();
   }
   void on_train_end(fit_context&, const fit_logs&) override {

@@ -64,11 +64,15 @@ template <auto Free> class raw_buffer {
   std::size_t size_ = 0;
 };
 
+// reset() allocates the new memory before it frees the old: when the allocation fails (out of
+// memory) the buffer still holds its old memory, and every pointer into it stays valid.
 class device_buffer : public raw_buffer<cudaFree> {
  public:
   void reset(std::size_t bytes) {
+    void* fresh = nullptr;
+    if (bytes) KILN_CUDA(cudaMalloc(&fresh, bytes));
     release();
-    if (bytes) KILN_CUDA(cudaMalloc(&p_, bytes));
+    p_ = fresh;
     size_ = bytes;
   }
 };
@@ -77,11 +81,15 @@ class device_buffer : public raw_buffer<cudaFree> {
 class pinned_buffer : public raw_buffer<cudaFreeHost> {
  public:
   void reset(std::size_t bytes) {
+    void* fresh = nullptr;
+    if (bytes) KILN_CUDA(cudaMallocHost(&fresh, bytes));
     release();
-    if (bytes) KILN_CUDA(cudaMallocHost(&p_, bytes));
+    p_ = fresh;
     size_ = bytes;
   }
 };
+
+using event_handle = unique_handle<cudaEvent_t, cudaEventDestroy>;
 
 // Makes `device` current for a scope and restores the previous one (other libraries in the
 // process may be working on another GPU).

@@ -64,13 +64,21 @@ template <auto Free> class raw_buffer {
   std::size_t size_ = 0;
 };
 
+// A failed allocation is reported once: the runtime also keeps it as the "last error", which
+// the next kernel launch check would otherwise report as its own failure.
+inline void allocate_or_throw(cudaError_t e, const char* call) {
+  if (e == cudaSuccess) return;
+  (void)cudaGetLastError();
+  check(e, call, __FILE__, __LINE__);
+}
+
 // reset() allocates the new memory before it frees the old: when the allocation fails (out of
 // memory) the buffer still holds its old memory, and every pointer into it stays valid.
 class device_buffer : public raw_buffer<cudaFree> {
  public:
   void reset(std::size_t bytes) {
     void* fresh = nullptr;
-    if (bytes) KILN_CUDA(cudaMalloc(&fresh, bytes));
+    if (bytes) allocate_or_throw(cudaMalloc(&fresh, bytes), "cudaMalloc");
     release();
     p_ = fresh;
     size_ = bytes;
@@ -82,7 +90,7 @@ class pinned_buffer : public raw_buffer<cudaFreeHost> {
  public:
   void reset(std::size_t bytes) {
     void* fresh = nullptr;
-    if (bytes) KILN_CUDA(cudaMallocHost(&fresh, bytes));
+    if (bytes) allocate_or_throw(cudaMallocHost(&fresh, bytes), "cudaMallocHost");
     release();
     p_ = fresh;
     size_ = bytes;

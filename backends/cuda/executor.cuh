@@ -178,18 +178,18 @@ template <class P> class cuda_executor {
   // (push; a run also does this first). Only the variables whose other copy is newer move.
   void pull_variables() {
     cuda_detail::device_scope on(options_.device);
-    device_vars_->pull();
+    mirror().pull();
   }
   void push_variables() {
     cuda_detail::device_scope on(options_.device);
-    device_vars_->push();
+    mirror().push();
   }
 
   // The host store, every mirrored variable brought up to date and marked edited (so the next
   // run or push_variables() sends them all: a checkpoint restored into it reaches the device).
   variables& vars() {
     cuda_detail::device_scope on(options_.device);
-    device_vars_->host_written_all();
+    mirror().host_written_all();
     return *store_;
   }
   // The host copy of one variable, refreshed from the device first and marked edited: writes to
@@ -197,17 +197,26 @@ template <class P> class cuda_executor {
   // view is a snapshot: after a run, ask again.
   template <scalar_type T> tensor_view<T> variable(std::string_view name) {
     cuda_detail::device_scope on(options_.device);
-    device_vars_->host_written(name);
+    mirror().host_written(name);
     return store_->get<T>(name);
   }
   // For code that keeps a pointer into the host store (fit's learning-rate scheduler): the host
   // copy of `name` was edited through it.
   void mark_host_written(std::string_view name) {
     cuda_detail::device_scope on(options_.device);
-    device_vars_->host_written(name);
+    mirror().host_written(name);
   }
   // The bookkeeping, shared with every executor of the same store and GPU (tests inspect it).
   const cuda_detail::device_variables& device_variables() const { return *device_vars_; }
+
+ private:
+  // The shared mirror, copying on this executor's stream.
+  cuda_detail::device_variables& mirror() {
+    device_vars_->memory().stream = stream_.get();
+    return *device_vars_;
+  }
+
+ public:
 
   cudaStream_t stream() const { return stream_.get(); }
   std::int64_t arena_allocations() const { return arena_allocations_; }
@@ -242,8 +251,8 @@ template <class P> class cuda_executor {
       const int id = P::plan.variables[std::size_t(v)];
       const node& n = P::nodes[std::size_t(id)];
       void* host = store_->bind(n, pool, graph_seed);
-      mirror_of_[std::size_t(v)] = device_vars_->bind(n.name.view(), host, value_bytes<P>(id, 1));
-      values_[std::size_t(id)] = device_vars_->device(mirror_of_[std::size_t(v)]);
+      mirror_of_[std::size_t(v)] = mirror().bind(n.name.view(), host, value_bytes<P>(id, 1));
+      values_[std::size_t(id)] = mirror().device(mirror_of_[std::size_t(v)]);
     }
     std::vector<std::byte> staging;
     for (int c = 0; c < P::plan.n_constants; ++c) {
@@ -265,9 +274,9 @@ template <class P> class cuda_executor {
   // Before a run: host edits go to the device, and the variables the plan assigns become newer
   // there (marked before the launch: a run that throws may have assigned some of them).
   void sync_variables_for_run() {
-    device_vars_->push();
+    mirror().push();
     for (int v = 0; v < P::plan.n_variables; ++v)
-      if (assigned_[std::size_t(v)]) device_vars_->device_written(mirror_of_[std::size_t(v)]);
+      if (assigned_[std::size_t(v)]) mirror().device_written(mirror_of_[std::size_t(v)]);
   }
   static constexpr std::array<bool, std::size_t(P::plan.n_variables) + 1> assigned_ = [] {
     std::array<bool, std::size_t(P::plan.n_variables) + 1> a{};

@@ -522,7 +522,9 @@ TEST_CASE("fit.device_copy_of_the_variables") {
     const fs::path dir = fresh_dir(dir_name);
     callbacks::learning_rate_scheduler lr(callbacks::learning_rate_scheduler::cosine(0.3, 0.1), "lr");
     callbacks::checkpoint ckpt(dir, 1);
-    callbacks::early_stopping stop({.monitor = "val_loss", .patience = 1, .restore_best_weights = true});
+    // val_loss falls every epoch, so "max" keeps epoch 0 as the best: the run stops after epoch 2
+    // and the restore puts epoch 0's state back (on the device too, or the probe step shows it).
+    callbacks::early_stopping stop({.monitor = "val_loss", .patience = 2, .mode = callbacks::monitor_mode::max, .restore_best_weights = true});
     r.h = fit(train, train_pipe, {.epochs = 6, .metrics = {"loss", "acc"}, .validation = {eval, val_pipe}, .callbacks = {&lr, &ckpt, &stop}, .verbose = 0});
     r.best_epoch = stop.best_epoch();
     r.stopped_epoch = stop.stopped_epoch();
@@ -553,7 +555,9 @@ TEST_CASE("fit.device_copy_of_the_variables") {
   kt::mirrored_executor<blob_eval> eval_mirrored(s);
   const result got = fit_with(train_mirrored, eval_mirrored, "mirrored");
 
-  REQUIRE(want.h.size() >= 2);
+  REQUIRE(want.h.size() == 3);
+  CHECK(want.best_epoch == 0);
+  CHECK(want.stopped_epoch == 2);
   CHECK(want.h["loss"].back() < want.h["loss"].front());
   CHECK(got.h.epochs == want.h.epochs);
   for (const std::string& key : want.h.keys()) {
@@ -571,8 +575,9 @@ TEST_CASE("fit.device_copy_of_the_variables") {
   CHECK(!want.checkpoint.empty());
   CHECK(got.checkpoint == want.checkpoint);
   CHECK(got.probe_loss == want.probe_loss);
-  // The device copy holds the scheduler's last rate and the restored weights.
-  CHECK(s.device.get<double>("lr").item() == want.last_rate);
+  // The device copy holds the restored state (early stopping restores the rate variable too).
+  CHECK(s.device.get<double>("lr").item() == train_cpu.variable<double>("lr").item());
+  CHECK(s.device.get<double>("lr").item() != want.last_rate);
   const auto w = s.device.get<float>("w");
   CHECK(std::memcmp(w.data(), train_cpu.variable<float>("w").data(), 4 * sizeof(float)) == 0);
 }

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <tuple>
+#include "mirrored_executor.hpp"
 #include "test_util.hpp"
 #include <train/fit.hpp>
 
@@ -475,6 +476,110 @@ TEST_CASE("fit.learning_rate_scheduler.cosine_over_the_run") {
     CHECK(train.variable<double>("w").item() == doctest::Approx(-0.2));  // the two good steps ran, nothing after
     CHECK_THROWS_AS(callbacks::learning_rate_scheduler(nullptr), error);
   }
+}
+
+// ---- fit with an executor that keeps a device copy of the variables ---------------------------------
+
+namespace {
+
+// blob_train with a learning rate the scheduler sets per step.
+struct blob_train_scheduled {
+  constexpr graph operator()() const {
+    graph g;
+    tensor logits = blob_logits(g);
+    tensor y = g.placeholder("y", i32, {batch});
+    tensor losses = sparse_softmax_cross_entropy(y, logits, {.reduction = reduction::none});
+    g.output("loss", metrics::mean(g, "loss", losses));
+    g.output("acc", metrics::sparse_categorical_accuracy(g, "acc", y, logits));
+    minimize(sgd{.learning_rate = schedules::variable(0.2, "lr"), .momentum = 0.9}, sparse_softmax_cross_entropy(y, logits));
+    return g;
+  }
+};
+
+}  // namespace
+
+// fit and every callback through the CUDA executor's variable contract, on a CPU "device"
+// (tests/mirrored_executor.hpp: the same mirrored_variables bookkeeping the CUDA executor uses):
+// the learning rate the scheduler writes each step, the metric resets, the checkpoints, early
+// stopping's snapshot and restore must all reach (or read) the copy the steps run on, so the
+// run is bit for bit the one of plain CPU executors on a single store.
+TEST_CASE("fit.device_copy_of_the_variables") {
+  const data::dataset train_set = blobs(200, 7), val_set = blobs(100, 8);
+  const std::vector<float> probe_x{0.5f, -1, 2, 0.25f};
+  const std::vector<std::int32_t> probe_y{0, 1};
+  struct result {
+    history h;
+    std::int64_t best_epoch = -1, stopped_epoch = -1;
+    double last_rate = 0;
+    std::vector<std::pair<std::string, std::vector<unsigned char>>> store;
+    std::vector<unsigned char> checkpoint;
+    double probe_loss = 0;
+  };
+  auto fit_with = [&](auto& train, auto& eval, const char* dir_name) {
+    result r;
+    data::pipeline train_pipe(train_set, {.batch_size = 16, .seed = 3});
+    data::pipeline val_pipe(val_set, {.batch_size = 50, .shuffle = false});
+    const fs::path dir = fresh_dir(dir_name);
+    callbacks::learning_rate_scheduler lr(callbacks::learning_rate_scheduler::cosine(0.3, 0.1), "lr");
+    callbacks::checkpoint ckpt(dir, 1);
+    // val_loss falls every epoch, so "max" keeps epoch 0 as the best: the run stops after epoch 2
+    // and the restore puts epoch 0's state back (on the device too, or the probe step shows it).
+    callbacks::early_stopping stop({.monitor = "val_loss", .patience = 2, .mode = callbacks::monitor_mode::max, .restore_best_weights = true});
+    r.h = fit(train, train_pipe, {.epochs = 6, .metrics = {"loss", "acc"}, .validation = {eval, val_pipe}, .callbacks = {&lr, &ckpt, &stop}, .verbose = 0});
+    r.best_epoch = stop.best_epoch();
+    r.stopped_epoch = stop.stopped_epoch();
+    r.last_rate = lr.current();
+    variables& store = train.vars();
+    for (std::size_t i = 0; i < store.size(); ++i) {
+      const auto* p = reinterpret_cast<const unsigned char*>(store[i].data.data());
+      r.store.emplace_back(store[i].name, std::vector<unsigned char>(p, p + std::size_t(store[i].shape.elements()) * size_of(store[i].type)));
+    }
+    std::sort(r.store.begin(), r.store.end());
+    for (const auto& e : fs::directory_iterator(dir)) {
+      std::ifstream in(e.path(), std::ios::binary);
+      r.checkpoint.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    // One more evaluation step: it runs on the restored best weights only if they reached the copy
+    // the steps run on.
+    r.probe_loss = eval.run({{"x", view(probe_x, {2, 2})}, {"y", view(probe_y, {2})}}).template get<double>("loss").item();
+    fs::remove_all(dir);
+    return r;
+  };
+
+  auto train_cpu = compile<cpu>(blob_train_scheduled{});
+  auto eval_cpu = compile<cpu>(blob_eval{}, &train_cpu.vars());
+  const result want = fit_with(train_cpu, eval_cpu, "plain");
+
+  kt::mirrored_store s;
+  kt::mirrored_executor<blob_train_scheduled> train_mirrored(s);
+  kt::mirrored_executor<blob_eval> eval_mirrored(s);
+  const result got = fit_with(train_mirrored, eval_mirrored, "mirrored");
+
+  REQUIRE(want.h.size() == 3);
+  CHECK(want.best_epoch == 0);
+  CHECK(want.stopped_epoch == 2);
+  CHECK(want.h["loss"].back() < want.h["loss"].front());
+  CHECK(got.h.epochs == want.h.epochs);
+  for (const std::string& key : want.h.keys()) {
+    INFO(key);
+    CHECK(got.h[key] == want.h[key]);
+  }
+  CHECK(got.best_epoch == want.best_epoch);
+  CHECK(got.stopped_epoch == want.stopped_epoch);
+  CHECK(got.last_rate == want.last_rate);
+  REQUIRE(got.store.size() == want.store.size());
+  for (std::size_t i = 0; i < want.store.size(); ++i) {
+    INFO(want.store[i].first);
+    CHECK(got.store[i] == want.store[i]);
+  }
+  CHECK(!want.checkpoint.empty());
+  CHECK(got.checkpoint == want.checkpoint);
+  CHECK(got.probe_loss == want.probe_loss);
+  // The device copy holds the restored state (early stopping restores the rate variable too).
+  CHECK(s.device.get<double>("lr").item() == train_cpu.variable<double>("lr").item());
+  CHECK(s.device.get<double>("lr").item() != want.last_rate);
+  const auto w = s.device.get<float>("w");
+  CHECK(std::memcmp(w.data(), train_cpu.variable<float>("w").data(), 4 * sizeof(float)) == 0);
 }
 
 TEST_CASE("fit.errors") {

@@ -9,6 +9,7 @@
 #include "test_util.hpp"
 
 #include "allocation_counter.hpp"  // g_allocations
+#include "mirrored_executor.hpp"
 
 using namespace kiln;
 using kt::check_values;
@@ -494,4 +495,104 @@ TEST_CASE("runtime.variables.graph_seed") {
   CHECK(differing == 64);                            // another graph seed draws other values
   for (float v : db) CHECK((v >= -1 && v < 1));
   CHECK(a.run().get<float>("own").to_vector() == b.run().get<float>("own").to_vector());  // own seed wins
+
+// ---- the executor contract (runtime/binding.hpp, runtime/mirror.hpp) -------------------------------
+
+namespace {
+// w -= lr * x per run; lr a variable the host sets between runs (a learning-rate schedule).
+constexpr auto mirror_train = [] {
+  graph g;
+  tensor w = g.variable("w", f64, {2}, init::constant(1.0));
+  tensor lr = g.variable("lr", f64, {}, init::constant(0.5), /*trainable*/ false);
+  tensor x = g.placeholder("x", f64, {2});
+  g.output("w", assign(w, w - lr * x));
+  return g;
+};
+constexpr auto mirror_infer = [] {
+  graph g;
+  tensor w = g.variable("w", f64, {2}, init::constant(1.0));
+  tensor x = g.placeholder("x", f64, {2});
+  g.output("y", reduce_sum(w * x));
+  return g;
+};
+tensor_view<const double> read_only(tensor_view<double> v) { return {v.data(), v.shape()}; }
+}  // namespace
+
+// The CUDA executor's variable bookkeeping, on a CPU "device" (tests/mirrored_executor.hpp runs
+// the same mirrored_variables code with memcpy): the review's scenario
+// `variable("lr") = x; push_variables();` must not revert what the runs trained on the device,
+// and an executor sharing the store reads the device copy the other one wrote.
+TEST_CASE("runtime.executor_contract.mirror_coherence") {
+  kt::mirrored_store s;
+  kt::mirrored_executor<decltype(mirror_train)> train(s);
+  kt::mirrored_executor<decltype(mirror_infer)> infer(s);
+  const int w_index = s.mirror.find("w"), lr_index = s.mirror.find("lr");
+  REQUIRE(s.mirror.size() == 2);
+  const std::vector<double> x{1, 2};
+  for (int i = 0; i < 3; ++i) train.run({{"x", view(x, {2})}});
+  // w = 1 - 3 * 0.5 * x on the device; the host copy is stale until someone asks for it.
+  check_values<double>("device w", read_only(s.device.get<double>("w")), {2}, {-0.5, -2});
+  check_values<double>("host w", read_only(s.host.get<double>("w")), {2}, {1, 1});
+  CHECK(s.mirror.state(w_index) == residency::device_newer);
+  CHECK(s.mirror.state(lr_index) == residency::in_sync);
+
+  train.variable<double>("lr") = 0.25;
+  train.push_variables();
+  CHECK(s.mirror.bytes_pushed() == sizeof(double));  // lr only
+  check_values<double>("device w after pushing lr", read_only(s.device.get<double>("w")), {2}, {-0.5, -2});
+  CHECK(s.device.get<double>("lr").item() == 0.25);
+  check_values<double>("host w", read_only(s.host.get<double>("w")), {2}, {1, 1});  // nothing pulled it
+
+  // The inference executor shares the device copy: it sees the trained w without a pull.
+  CHECK(infer.run({{"x", view(x, {2})}}).get<double>("y").item() == -0.5 * 1 + -2.0 * 2);
+  train.run({{"x", view(x, {2})}});  // w -= 0.25 * x
+  check_values<double>("w pulled by variable()", read_only(train.variable<double>("w")), {2}, {-0.75, -2.5});
+  CHECK(s.mirror.bytes_pulled() == 2 * sizeof(double));
+  CHECK(s.mirror.state(w_index) == residency::host_newer);  // handed out for editing
+  // A run pushes what was handed out; no copy reverts anything.
+  train.vars();
+  train.run({{"x", view(x, {2})}});
+  check_values<double>("device w", read_only(s.device.get<double>("w")), {2}, {-1.0, -3.0});
+  // Bookkeeping misuse is an error, not a silent revert.
+  train.variable<double>("w");
+  CHECK_THROWS_WITH_AS(s.mirror.device_written(w_index), doctest::Contains("was edited on the host and not pushed"), kiln::error);
+}
+
+// A bad gather index throws, and no group after the gather changes a variable: the CPU throws
+// from the gather; the CUDA executor's assign kernels test the fault flag (tests/cuda/test_layout.cu
+// checks the same values on a GPU).
+TEST_CASE("runtime.executor_contract.gather_fault_before_assigns") {
+  static constexpr auto model = [] {
+    graph g;
+    tensor table = g.variable("table", f32, {4, 2}, init::arange(0));
+    tensor ids = g.placeholder("ids", i32, {batch});
+    tensor rows = gather(table, ids);
+    tensor count = g.variable("count", i64, {}, init::zeros());
+    tensor total = g.variable("total", f32, {}, init::zeros());
+    g.output("rows", rows);
+    g.output("count", assign_add(count, g.scalar(1, i64)));
+    g.output("total", assign_add(total, reduce_sum(rows)));
+    return g;
+  };
+  auto ex = compile<cpu>(model);
+  const std::vector<std::int32_t> bad{1, 4}, good{1, 3};
+  CHECK_THROWS_WITH_AS(ex.run({{"ids", view(bad, {2})}}), doctest::Contains("index 4 is out of range [0, 4)"), kiln::error);
+  CHECK(ex.variable<std::int64_t>("count").item() == 0);
+  CHECK(ex.variable<float>("total").item() == 0);
+  const auto& out = ex.run({{"ids", view(good, {2})}});
+  CHECK(out.get<std::int64_t>("count").item() == 1);
+  CHECK(out.get<float>("total").item() == 2 + 3 + 6 + 7);
+}
+
+// The shared feed validation: a placeholder fed twice is an error (the second would silently win).
+TEST_CASE("runtime.executor_contract.feed_twice") {
+  static constexpr auto model = [] {
+    graph g;
+    g.output("y", g.placeholder("x", f32, {2}) * 2.0);
+    return g;
+  };
+  auto ex = compile<cpu>(model);
+  const std::vector<float> a{1, 2}, b{3, 4};
+  CHECK_THROWS_WITH_AS(ex.run({{"x", view(a, {2})}, {"x", view(b, {2})}}), "kiln: placeholder 'x' is fed twice", kiln::error);
+  check_values<float>("y", ex.run({{"x", view(b, {2})}}).get<float>("y"), {2}, {6, 8});
 }

@@ -21,8 +21,13 @@
 // epoch.
 //
 // fit is not on the graph's hot path: it costs a few name comparisons and virtual calls per step.
-// It works with any executor whose run() returns host outputs and whose vars() is the host copy
-// of the variables (the CPU executor; a CUDA executor needs pull_variables() before checkpoints).
+// It works with any executor whose run() returns host outputs and whose vars() returns the host
+// store brought up to date (the executor contract of runtime/binding.hpp; the CUDA executor
+// pulls the variables its device changed and marks them edited, so host edits reach the device
+// at the next step). fit takes vars() again before the callbacks of each epoch's beginning and
+// end and of the end of training, so checkpoints, early stopping and TensorBoard read the
+// device's state and their writes (restored weights) reach it; per step it only tells the
+// executor which variable the learning-rate scheduler wrote (mark_host_written).
 #pragma once
 #include <array>
 #include <cmath>
@@ -80,14 +85,20 @@ class step_runner {
           const auto& outputs = static_cast<E*>(o)->run(feeds);
           for (std::size_t i = 0; i < names.size(); ++i) out[i] = fit_detail::scalar_of(outputs[names[i]], names[i]);
         }),
-        vars_([](void* o) -> variables& { return static_cast<E*>(o)->vars(); }) {
+        vars_([](void* o) -> variables& { return static_cast<E*>(o)->vars(); }),
+        host_written_([](void* o, std::string_view name) {
+          if constexpr (requires(E& e) { e.mark_host_written(name); }) static_cast<E*>(o)->mark_host_written(name);
+        }) {
     if constexpr (requires { typename E::program_type; }) metric_state_ = metrics::state_variables<typename E::program_type>();
   }
 
   bool empty() const { return object_ == nullptr; }
   // Runs one step and reads the scalar outputs `names` into `out`.
   void run(std::span<const feed> feeds, std::span<const std::string> names, std::span<double> out) const { run_(object_, feeds, names, out); }
+  // The host store, up to date, every variable marked edited (see the executor contract).
   variables& vars() const { return vars_(object_); }
+  // The host copy of `name` was edited through a pointer kept from an earlier vars().
+  void host_written(std::string_view name) const { host_written_(object_, name); }
   // Zeroes the metric state of the executor's graph.
   void reset_metrics() const {
     for (const std::string& n : metric_state_)
@@ -99,6 +110,7 @@ class step_runner {
   void* object_ = nullptr;
   void (*run_)(void*, std::span<const feed>, std::span<const std::string>, std::span<double>) = nullptr;
   variables& (*vars_)(void*) = nullptr;
+  void (*host_written_)(void*, std::string_view) = nullptr;
   std::vector<std::string> metric_state_;
 };
 
@@ -117,6 +129,10 @@ struct validation_data {
 };
 
 // Shared by fit and its callbacks.
+// `store` is the train executor's host store, brought up to date before the callbacks of
+// on_train_begin, on_epoch_begin, on_epoch_end and on_train_end; writes to it then reach the
+// device. In on_batch_end it is not refreshed (that would copy every variable every step): a
+// callback that writes a variable there calls host_written(name) afterwards.
 struct fit_context {
   variables* store = nullptr;      // the train executor's variables
   std::int64_t epochs = 0;         // fit's `epochs`: the epoch index to stop before
@@ -124,6 +140,11 @@ struct fit_context {
   std::int64_t epoch = 0;          // the current epoch (0-based)
   std::int64_t global_step = 0;    // train steps taken since epoch 0 (counts the skipped epochs on resume)
   bool stop_training = false;      // set by a callback: fit ends after the current step's epoch
+  const step_runner* train = nullptr;
+
+  void host_written(std::string_view name) const {
+    if (train) train->host_written(name);
+  }
 };
 
 // Keras callbacks, with fit's context in front. Not on the graph's hot path.
@@ -248,6 +269,7 @@ inline history fit(const step_runner& train, data::pipeline& data, const fit_opt
   for (const auto& n : val_names) val_keys.push_back("val_" + n);
 
   fit_context ctx;
+  ctx.train = &train;
   ctx.store = &train.vars();
   ctx.epochs = o.epochs;
   ctx.steps_per_epoch = steps;
@@ -267,6 +289,7 @@ inline history fit(const step_runner& train, data::pipeline& data, const fit_opt
   for (callback* c : o.callbacks) c->on_train_begin(ctx);
   for (std::int64_t epoch = o.initial_epoch; epoch < o.epochs && !ctx.stop_training; ++epoch) {
     ctx.epoch = epoch;
+    ctx.store = &train.vars();
     if (o.reset_metrics) train.reset_metrics();
     for (callback* c : o.callbacks) c->on_epoch_begin(ctx, epoch);
     if (bar) bar->begin_epoch(epoch, o.epochs, steps);
@@ -288,8 +311,10 @@ inline history fit(const step_runner& train, data::pipeline& data, const fit_opt
     }
     if (bar) bar->end_epoch(epoch_logs);
     h.append(epoch, epoch_logs);
+    ctx.store = &train.vars();
     for (callback* c : o.callbacks) c->on_epoch_end(ctx, epoch, epoch_logs);
   }
+  ctx.store = &train.vars();
   for (callback* c : o.callbacks) c->on_train_end(ctx, epoch_logs);
   return h;
 }
@@ -346,6 +371,7 @@ class learning_rate_scheduler : public callback {
                   "; it must be finite and >= 0");
     *slot_ = r;
     current_ = r;
+    ctx.host_written(variable_);  // the executor sends it to the device before the next step
   }
 
   function rate_;

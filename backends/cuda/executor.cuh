@@ -1,11 +1,19 @@
-// The CUDA executor. Same shape as the CPU one: everything about the graph was decided at compile
-// time; at run time it binds feeds, owns a device arena per batch size (allocated once, reused),
-// and launches one kernel (or cuBLAS call) per group of the plan, in schedule order, on its own
-// stream. Host feeds are copied in, outputs are copied back into pinned buffers it owns.
+// The CUDA executor. Same contract as the CPU one (runtime/binding.hpp: feed binding, outputs,
+// the walk over the groups): everything about the graph was decided at compile time; at run time
+// it binds feeds, owns a device arena per batch size (allocated once, reused), and launches one
+// kernel (or cuBLAS call) per group of the plan, in schedule order, on its own stream. Host feeds
+// are copied in, outputs are copied back into pinned buffers it owns.
+//
+// Variables: the host store stays the store users, checkpoints and fit's callbacks see; the
+// device copies are a mirror (backends/cuda/variables.cuh) shared by every CUDA executor bound to
+// the same store and GPU, with per-variable bookkeeping of which copy is current: vars() and
+// variable(name) bring the host copy up to date and mark it edited; a run first pushes exactly
+// the edited variables, then marks the ones its plan assigns as newer on the device.
 //
 // Kernels are never templated on the program (see expression.cuh for why); the *_plan structs
 // below are host code that may mention P and hand kernels P-free types and argument structs.
 #pragma once
+#include <algorithm>
 #include <array>
 #include <concepts>
 #include <initializer_list>
@@ -15,6 +23,7 @@
 #include <utility>
 #include <vector>
 #include "../../graph/program.hpp"
+#include "../../runtime/binding.hpp"
 #include "../../runtime/variables.hpp"
 #include "../../runtime/view.hpp"
 #include "check.cuh"
@@ -24,6 +33,7 @@
 #include "memory.cuh"
 #include "../../runtime/outputs.hpp"
 #include "reduce.cuh"
+#include "variables.cuh"
 #include "window.cuh"
 
 namespace kiln {
@@ -56,6 +66,9 @@ template <class P> class cuda_executor {
     cudaStream_t s = nullptr;
     KILN_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     stream_.reset(s);
+    cudaEvent_t e = nullptr;
+    KILN_CUDA(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    caller_done_.reset(e);
     int sms = 0;
     KILN_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, options_.device));
     max_blocks_ = sms * (2048 / cuda_detail::block_threads);
@@ -70,7 +83,7 @@ template <class P> class cuda_executor {
       KILN_CUDA(cublasSetMathMode(h, options_.allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     }
     bind_variables_and_constants();
-    for (std::size_t i = 0; i < NO; ++i) outputs_.names[i] = P::outputs[i].name.view();
+    name_outputs<P>(outputs_);
   }
 
   cuda_executor(const cuda_executor&) = delete;
@@ -86,84 +99,124 @@ template <class P> class cuda_executor {
   const run_outputs<NO>& run(std::initializer_list<feed> feeds = {}) { return run(std::span<const feed>(feeds.begin(), feeds.size())); }
   const run_outputs<NO>& run(std::span<const feed> feeds) {
     cuda_detail::device_scope on(options_.device);
-    std::array<const void*, std::size_t(P::plan.n_feeds) + 1> host{};
-    const std::int64_t batch_size = bind_feeds(feeds, host);
+    const bound_feeds<P> bound = bind_feeds<P>(feeds);
+    const std::int64_t batch_size = bound.batch_size;
     prepare(batch_size);
     for (int i = 0; i < P::plan.n_feeds; ++i) {
       const int id = P::plan.feeds[std::size_t(i)];
       values_[std::size_t(id)] = feed_stage_[std::size_t(i)];
-      const std::size_t bytes = value_bytes(id, batch_size);
-      if (bytes) KILN_CUDA(cudaMemcpyAsync(feed_stage_[std::size_t(i)], host[std::size_t(i)], bytes, cudaMemcpyHostToDevice, stream_.get()));
+      const std::size_t bytes = value_bytes<P>(id, batch_size);
+      if (bytes) KILN_CUDA(cudaMemcpyAsync(feed_stage_[std::size_t(i)], bound.data[std::size_t(i)], bytes, cudaMemcpyHostToDevice, stream_.get()));
     }
-    resolve_aliases();
+    resolve_aliases<P>(values_.data());
+    sync_variables_for_run();
     execute(batch_size);
     std::size_t off = 0;
-    for (std::size_t i = 0; i < NO; ++i) {
-      const int id = P::outputs[i].node;
-      const std::size_t bytes = value_bytes(id, batch_size);
+    set_outputs<P>(outputs_, batch_size, [&](std::size_t, int id) -> const void* {
+      const std::size_t bytes = value_bytes<P>(id, batch_size);
       std::byte* dst = host_out_.data() + off;
       if (bytes) KILN_CUDA(cudaMemcpyAsync(dst, values_[std::size_t(id)], bytes, cudaMemcpyDeviceToHost, stream_.get()));
-      outputs_.values[i] = value_ref{dst, P::nodes[std::size_t(id)].type, dims::of(P::nodes[std::size_t(id)].out, batch_size)};
       off += std::size_t(align_bytes(std::int64_t(bytes)));
-    }
+      return dst;
+    });
     finish_run(off);
     return outputs_;
   }
 
   // Device feeds in (pointers from cudaMalloc or cudaMallocManaged, read in place), device
   // outputs out (they point into the executor's memory and stay valid until the next run). The
-  // call returns once the run has finished.
-  const run_outputs<NO>& run_device(std::initializer_list<feed> feeds = {}) {
-    return run_device(std::span<const feed>(feeds.begin(), feeds.size()));
+  // run waits for the work queued on `caller` (the stream that produced the feeds; default: the
+  // legacy default stream) and the call returns once the run has finished. Feeding a previous
+  // run's outputs back is allowed at the same batch size: feeds that lie in the executor's own
+  // memory are copied to staging first, so the run cannot overwrite them while it reads them.
+  const run_outputs<NO>& run_device(std::initializer_list<feed> feeds = {}, cudaStream_t caller = nullptr) {
+    return run_device(std::span<const feed>(feeds.begin(), feeds.size()), caller);
   }
-  const run_outputs<NO>& run_device(std::span<const feed> feeds) {
+  const run_outputs<NO>& run_device(std::span<const feed> feeds, cudaStream_t caller = nullptr) {
     cuda_detail::device_scope on(options_.device);
-    std::array<const void*, std::size_t(P::plan.n_feeds) + 1> device{};
-    const std::int64_t batch_size = bind_feeds(feeds, device);
+    const bound_feeds<P> bound = bind_feeds<P>(feeds);
+    const std::int64_t batch_size = bound.batch_size;
+    std::array<bool, std::size_t(P::plan.n_feeds) + 1> own{};
+    bool any_own = false;
     for (int i = 0; i < P::plan.n_feeds; ++i) {
-      const void* p = device[std::size_t(i)];
+      const void* p = bound.data[std::size_t(i)];
       if (!p) continue;
+      const std::string_view name = P::nodes[std::size_t(P::plan.feeds[std::size_t(i)])].name.view();
       cudaPointerAttributes attr{};
       KILN_CUDA(cudaPointerGetAttributes(&attr, p));
       if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged)
-        throw error("kiln: run_device: feed '" + std::string(P::nodes[std::size_t(P::plan.feeds[std::size_t(i)])].name.view()) +
-                    "' is not device memory; pass host data to run()");
+        throw error("kiln: run_device: feed '" + std::string(name) + "' is not device memory; pass host data to run()");
+      own[std::size_t(i)] = owns(p, value_bytes<P>(P::plan.feeds[std::size_t(i)], batch_size));
+      any_own = any_own || own[std::size_t(i)];
     }
+    if (any_own && batch_size != prepared_batch_)
+      throw error("kiln: run_device: a feed is an output of this executor's previous run (batch " + std::to_string(prepared_batch_) +
+                  ") but the run has batch " + std::to_string(batch_size) + "; copy it out first");
     prepare(batch_size);
-    for (int i = 0; i < P::plan.n_feeds; ++i) values_[std::size_t(P::plan.feeds[std::size_t(i)])] = const_cast<void*>(device[std::size_t(i)]);
-    resolve_aliases();
-    execute(batch_size);
-    for (std::size_t i = 0; i < NO; ++i) {
-      const int id = P::outputs[i].node;
-      outputs_.values[i] = value_ref{values_[std::size_t(id)], P::nodes[std::size_t(id)].type, dims::of(P::nodes[std::size_t(id)].out, batch_size)};
+    // Order the run after the caller's work on its feeds.
+    KILN_CUDA(cudaEventRecord(caller_done_.get(), caller));
+    KILN_CUDA(cudaStreamWaitEvent(stream_.get(), caller_done_.get(), 0));
+    for (int i = 0; i < P::plan.n_feeds; ++i) {
+      const int id = P::plan.feeds[std::size_t(i)];
+      if (own[std::size_t(i)]) {
+        const std::size_t bytes = value_bytes<P>(id, batch_size);
+        KILN_CUDA(cudaMemcpyAsync(feed_stage_[std::size_t(i)], bound.data[std::size_t(i)], bytes, cudaMemcpyDeviceToDevice, stream_.get()));
+        values_[std::size_t(id)] = feed_stage_[std::size_t(i)];
+      } else {
+        values_[std::size_t(id)] = const_cast<void*>(bound.data[std::size_t(i)]);
+      }
     }
+    resolve_aliases<P>(values_.data());
+    sync_variables_for_run();
+    execute(batch_size);
+    set_outputs<P>(outputs_, batch_size, [&](std::size_t, int id) -> const void* { return values_[std::size_t(id)]; });
     finish_run(0);
     return outputs_;
   }
 
-  // The device copies of the variables are the live ones; these move them to and from the host
-  // store (after training, before saving; after loading or editing on the host).
+  // Brings every stale host copy up to date (pull) or sends every host edit to the device
+  // (push; a run also does this first). Only the variables whose other copy is newer move.
   void pull_variables() {
     cuda_detail::device_scope on(options_.device);
-    for (int v = 0; v < P::plan.n_variables; ++v) copy_variable(v, cudaMemcpyDeviceToHost);
-    KILN_CUDA(cudaStreamSynchronize(stream_.get()));
+    mirror().pull();
   }
   void push_variables() {
     cuda_detail::device_scope on(options_.device);
-    for (int v = 0; v < P::plan.n_variables; ++v) copy_variable(v, cudaMemcpyHostToDevice);
-    KILN_CUDA(cudaStreamSynchronize(stream_.get()));
+    mirror().push();
   }
 
-  variables& vars() { return *store_; }
-  // The host copy of one variable, refreshed from the device first. Writes to it reach the
-  // device with push_variables().
+  // The host store, every mirrored variable brought up to date and marked edited (so the next
+  // run or push_variables() sends them all: a checkpoint restored into it reaches the device).
+  variables& vars() {
+    cuda_detail::device_scope on(options_.device);
+    mirror().host_written_all();
+    return *store_;
+  }
+  // The host copy of one variable, refreshed from the device first and marked edited: writes to
+  // it reach the device at the next run (or push_variables()), and no other variable moves. The
+  // view is a snapshot: after a run, ask again.
   template <scalar_type T> tensor_view<T> variable(std::string_view name) {
     cuda_detail::device_scope on(options_.device);
-    for (int v = 0; v < P::plan.n_variables; ++v)
-      if (P::nodes[std::size_t(P::plan.variables[std::size_t(v)])].name.view() == name) copy_variable(v, cudaMemcpyDeviceToHost);
-    KILN_CUDA(cudaStreamSynchronize(stream_.get()));
+    mirror().host_written(name);
     return store_->get<T>(name);
   }
+  // For code that keeps a pointer into the host store (fit's learning-rate scheduler): the host
+  // copy of `name` was edited through it.
+  void mark_host_written(std::string_view name) {
+    cuda_detail::device_scope on(options_.device);
+    mirror().host_written(name);
+  }
+  // The bookkeeping, shared with every executor of the same store and GPU (tests inspect it).
+  const cuda_detail::device_variables& device_variables() const { return *device_vars_; }
+
+ private:
+  // The shared mirror, copying on this executor's stream.
+  cuda_detail::device_variables& mirror() {
+    device_vars_->memory().stream = stream_.get();
+    return *device_vars_;
+  }
+
+ public:
 
   cudaStream_t stream() const { return stream_.get(); }
   std::int64_t arena_allocations() const { return arena_allocations_; }
@@ -183,33 +236,29 @@ template <class P> class cuda_executor {
   static constexpr std::int64_t device_align = 256;
 
   static constexpr std::int64_t device_aligned(std::int64_t n) { return (n + device_align - 1) / device_align * device_align; }
-  static std::size_t value_bytes(int id, std::int64_t batch_size) {
-    const node& n = P::nodes[std::size_t(id)];
-    return std::size_t(n.out.elements(batch_size)) * size_of(n.type);
-  }
 
   void bind_variables_and_constants() {
     const std::span<const double> pool(P::pool.data(), P::pool.size());
     std::int64_t bytes = device_aligned(std::int64_t(sizeof(cuda_detail::gather_fault)));
-    for (int v = 0; v < P::plan.n_variables; ++v) bytes += device_aligned(std::int64_t(value_bytes(P::plan.variables[std::size_t(v)], 1)));
-    for (int c = 0; c < P::plan.n_constants; ++c) bytes += device_aligned(std::int64_t(value_bytes(P::plan.constants[std::size_t(c)], 1)));
+    for (int c = 0; c < P::plan.n_constants; ++c) bytes += device_aligned(std::int64_t(value_bytes<P>(P::plan.constants[std::size_t(c)], 1)));
     persistent_.reset(std::size_t(bytes));
     std::byte* at = persistent_.data();
     fault_ = reinterpret_cast<cuda_detail::gather_fault*>(at);
     at += device_aligned(std::int64_t(sizeof(cuda_detail::gather_fault)));
     KILN_CUDA(cudaMemsetAsync(fault_, 0, sizeof(cuda_detail::gather_fault), stream_.get()));
+    device_vars_ = cuda_detail::device_variables_for(*store_, options_.device);
     for (int v = 0; v < P::plan.n_variables; ++v) {
       const int id = P::plan.variables[std::size_t(v)];
-      host_variables_[std::size_t(v)] = store_->bind(P::nodes[std::size_t(id)], pool, graph_seed);
-      values_[std::size_t(id)] = at;
-      at += device_aligned(std::int64_t(value_bytes(id, 1)));
-      copy_variable(v, cudaMemcpyHostToDevice);
+      const node& n = P::nodes[std::size_t(id)];
+      void* host = store_->bind(n, pool, graph_seed);
+      mirror_of_[std::size_t(v)] = mirror().bind(n.name.view(), host, value_bytes<P>(id, 1));
+      values_[std::size_t(id)] = mirror().device(mirror_of_[std::size_t(v)]);
     }
     std::vector<std::byte> staging;
     for (int c = 0; c < P::plan.n_constants; ++c) {
       const int id = P::plan.constants[std::size_t(c)];
       const node& n = P::nodes[std::size_t(id)];
-      staging.resize(value_bytes(id, 1));
+      staging.resize(value_bytes<P>(id, 1));
       detail::with_ctype(n.type, [&](auto zero) {
         using T = decltype(zero);
         for (std::int64_t i = 0; i < n.out.static_elements(); ++i) reinterpret_cast<T*>(staging.data())[i] = static_cast<T>(pool[std::size_t(constant_attrs::of(n).pool_offset + i)]);
@@ -222,79 +271,46 @@ template <class P> class cuda_executor {
     KILN_CUDA(cudaStreamSynchronize(stream_.get()));
   }
 
-  void copy_variable(int v, cudaMemcpyKind direction) {
-    const int id = P::plan.variables[std::size_t(v)];
-    const std::size_t bytes = value_bytes(id, 1);
-    if (!bytes) return;
-    void* host = host_variables_[std::size_t(v)];
-    void* device = values_[std::size_t(id)];
-    if (direction == cudaMemcpyHostToDevice) KILN_CUDA(cudaMemcpyAsync(device, host, bytes, direction, stream_.get()));
-    else KILN_CUDA(cudaMemcpyAsync(host, device, bytes, direction, stream_.get()));
+  // Before a run: host edits go to the device, and the variables the plan assigns become newer
+  // there (marked before the launch: a run that throws may have assigned some of them).
+  void sync_variables_for_run() {
+    mirror().push();
+    for (int v = 0; v < P::plan.n_variables; ++v)
+      if (assigned_[std::size_t(v)]) mirror().device_written(mirror_of_[std::size_t(v)]);
   }
+  static constexpr std::array<bool, std::size_t(P::plan.n_variables) + 1> assigned_ = [] {
+    std::array<bool, std::size_t(P::plan.n_variables) + 1> a{};
+    for (int v = 0; v < P::plan.n_variables; ++v) a[std::size_t(v)] = assigns_variable<P>(P::plan.variables[std::size_t(v)]);
+    return a;
+  }();
 
-  // Checks every feed against its placeholder (as the CPU executor does) and returns the batch.
-  std::int64_t bind_feeds(std::span<const feed> feeds, std::array<const void*, std::size_t(P::plan.n_feeds) + 1>& data) {
-    std::array<bool, std::size_t(P::plan.n_feeds) + 1> bound{};
-    std::int64_t batch_size = -1;
-    const char* batch_from = nullptr;
-    for (const feed& f : feeds) {
-      int slot = -1;
-      for (int i = 0; i < P::plan.n_feeds && slot < 0; ++i)
-        if (P::nodes[std::size_t(P::plan.feeds[std::size_t(i)])].name.view() == f.name) slot = i;
-      if (slot < 0) {
-        if (declared_placeholder(f.name)) continue;  // declared, but no output needs it
-        throw error("kiln: feed '" + std::string(f.name) + "' matches no placeholder; placeholders are: " + placeholder_list());
-      }
-      const node& n = P::nodes[std::size_t(P::plan.feeds[std::size_t(slot)])];
-      const std::string expected = std::string(name_of(n.type)) + " " + to_string(n.out);
-      const std::string got = std::string(name_of(f.value.type)) + " " + to_string(f.value.shape);
-      if (f.value.type != n.type || f.value.shape.rank != n.out.rank)
-        throw error("kiln: placeholder '" + std::string(f.name) + "' expects " + expected + ", got " + got);
-      for (int d = 0; d < n.out.rank; ++d) {
-        if (n.out.dim[d] == batch) {
-          if (batch_size >= 0 && f.value.shape.d[d] != batch_size)
-            throw error("kiln: placeholder '" + std::string(f.name) + "' has batch " + std::to_string(f.value.shape.d[d]) + " but '" +
-                        std::string(batch_from) + "' has batch " + std::to_string(batch_size));
-          batch_size = f.value.shape.d[d];
-          batch_from = n.name.text;
-        } else if (f.value.shape.d[d] != n.out.dim[d]) {
-          throw error("kiln: placeholder '" + std::string(f.name) + "' expects " + expected + ", got " + got);
-        }
-      }
-      if (!f.value.data && f.value.shape.elements() > 0) throw error("kiln: feed '" + std::string(f.name) + "' has no data");
-      bound[std::size_t(slot)] = true;
-      data[std::size_t(slot)] = f.value.data;
-    }
-    for (int i = 0; i < P::plan.n_feeds; ++i)
-      if (!bound[std::size_t(i)]) {
-        const node& n = P::nodes[std::size_t(P::plan.feeds[std::size_t(i)])];
-        throw error("kiln: missing feed for placeholder '" + std::string(n.name.view()) + "' (" + std::string(name_of(n.type)) + " " +
-                    to_string(n.out) + ")");
-      }
-    return batch_size < 0 ? 1 : batch_size;
-  }
-
-  static bool declared_placeholder(std::string_view name) {
-    for (const node& n : P::model_nodes)  // placeholders lowering dropped as unused included
-      if (n.kind == op::placeholder && n.name.view() == name) return true;
+  // Whether [p, p + bytes) overlaps memory a run of this executor writes (its arena or one of the
+  // variables its plan assigns).
+  bool owns(const void* p, std::size_t bytes) const {
+    const auto* b = static_cast<const std::byte*>(p);
+    auto overlaps = [&](const void* base, std::size_t size) {
+      const auto* q = static_cast<const std::byte*>(base);
+      return size && b < q + size && q < b + std::max<std::size_t>(bytes, 1);
+    };
+    if (overlaps(arena_.data(), arena_.size())) return true;
+    for (int v = 0; v < P::plan.n_variables; ++v)
+      if (assigned_[std::size_t(v)] && overlaps(values_[std::size_t(P::plan.variables[std::size_t(v)])], value_bytes<P>(P::plan.variables[std::size_t(v)], 1)))
+        return true;
     return false;
-  }
-  static std::string placeholder_list() {
-    std::string s;
-    for (const node& n : P::model_nodes)
-      if (n.kind == op::placeholder && n.name.view().substr(0, 1) != "~") s += (s.empty() ? "" : ", ") + std::string(n.name.view());
-    return s.empty() ? "(none)" : s;
   }
 
   // Device memory for one batch size: feed staging, arena slots, reduction scratch, in one
   // allocation that only ever grows; and the pinned host buffer the outputs come back to.
   void prepare(std::int64_t batch_size) {
     if (batch_size == prepared_batch_) return;
+    // Until this returns nothing is known to match a batch size; buffers grow by allocate-then-
+    // swap (memory.cuh), so an out-of-memory here leaves the old arena valid for a retry.
+    prepared_batch_ = -1;
     std::int64_t off = 0;
     std::array<std::int64_t, std::size_t(P::plan.n_feeds) + 1> feed_offset{};
     for (int i = 0; i < P::plan.n_feeds; ++i) {
       feed_offset[std::size_t(i)] = off;
-      off += device_aligned(std::int64_t(value_bytes(P::plan.feeds[std::size_t(i)], batch_size)));
+      off += device_aligned(std::int64_t(value_bytes<P>(P::plan.feeds[std::size_t(i)], batch_size)));
     }
     std::array<std::int64_t, N + 1> slot_offset{};
     for (int s = 0; s < P::plan.n_slots; ++s) {
@@ -316,7 +332,7 @@ template <class P> class cuda_executor {
     scratch_ = base + scratch_offset;
 
     std::size_t out_bytes = sizeof(cuda_detail::gather_fault);
-    for (std::size_t i = 0; i < NO; ++i) out_bytes += std::size_t(align_bytes(std::int64_t(value_bytes(P::outputs[i].node, batch_size))));
+    for (std::size_t i = 0; i < NO; ++i) out_bytes += std::size_t(align_bytes(std::int64_t(value_bytes<P>(P::outputs[i].node, batch_size))));
     if (out_bytes > host_out_.size()) {
       KILN_CUDA(cudaStreamSynchronize(stream_.get()));
       host_out_.reset(out_bytes);
@@ -334,10 +350,6 @@ template <class P> class cuda_executor {
     else return 0;
   }
 
-  void resolve_aliases() {
-    for (std::size_t i = 0; i < N; ++i)
-      if (P::plan.storage[i] == storage_kind::alias) values_[i] = values_[std::size_t(P::plan.storage_root(int(i)))];
-  }
 
   // The kernels of one run, directly or through a captured CUDA graph.
   void execute(std::int64_t batch_size) {
@@ -378,36 +390,39 @@ template <class P> class cuda_executor {
 
   void enqueue(const cuda_detail::launch_context& ctx) {
     if constexpr (has_gather) KILN_CUDA(cudaMemsetAsync(fault_, 0, sizeof(cuda_detail::gather_fault), ctx.stream));
-    run_schedule(ctx, std::make_index_sequence<std::size_t(P::plan.n_groups)>{});
+    kernels k{ctx, cublas_.get(), scratch_, fault_};
+    run_schedule<P>(k);
   }
 
-  template <std::size_t... S> void run_schedule(const cuda_detail::launch_context& ctx, std::index_sequence<S...>) {
-    (run_group<P::plan.schedule[S]>(ctx), ...);
-  }
+ public:
+  // The CUDA kernel for each group kind (the walk over the plan is runtime/binding.hpp's).
+  struct kernels {
+    static constexpr std::string_view backend_name = "cuda";
+    const cuda_detail::launch_context& ctx;
+    cublasHandle_t cublas;
+    void* scratch;
+    cuda_detail::gather_fault* fault;
 
-  template <int G> void run_group(const cuda_detail::launch_context& ctx) {
-    constexpr group_info g = P::plan.groups[std::size_t(G)];
-    if constexpr (g.kind == group_kind::elementwise) {
-      if constexpr (g.anchor >= 0) cuda_detail::matmul_plan<P, G>::launch(ctx, cublas_.get());
+    template <int G> void run(group_tag<group_kind::elementwise>, group_index<G>) const {
+      constexpr group_info g = P::plan.groups[std::size_t(G)];
+      if constexpr (g.anchor >= 0) cuda_detail::matmul_plan<P, G>::launch(ctx, cublas);
       else cuda_detail::fused_plan<P, G, g.root, g.root>::launch(ctx, ctx.values[g.root]);
-    } else if constexpr (g.kind == group_kind::reduction) {
-      cuda_detail::reduction_plan<P, G>::launch(ctx, scratch_);
-    } else if constexpr (g.kind == group_kind::matmul) {
-      cuda_detail::matmul_plan<P, G>::launch(ctx, cublas_.get());
-    } else if constexpr (g.kind == group_kind::layout) {
-      cuda_detail::layout_plan<P, G>::launch(ctx);
-    } else if constexpr (g.kind == group_kind::gather) {
-      cuda_detail::gather_plan<P, G>::launch(ctx, fault_);
-    } else if constexpr (g.kind == group_kind::window) {
-      cuda_detail::window_plan<P, G>::launch(ctx);
-    } else {
-      static_assert(g.kind == group_kind::assign, "cuda: a group kind without a kernel");
-      // assign: the value expression, broadcast to the variable's shape, written into it
-      constexpr node a = P::nodes[std::size_t(g.root)];
-      cuda_detail::fused_plan<P, G, a.in[1], g.root>::launch(ctx, ctx.values[a.in[0]]);
     }
-  }
+    template <int G> void run(group_tag<group_kind::reduction>, group_index<G>) const { cuda_detail::reduction_plan<P, G>::launch(ctx, scratch); }
+    template <int G> void run(group_tag<group_kind::matmul>, group_index<G>) const { cuda_detail::matmul_plan<P, G>::launch(ctx, cublas); }
+    template <int G> void run(group_tag<group_kind::layout>, group_index<G>) const { cuda_detail::layout_plan<P, G>::launch(ctx); }
+    template <int G> void run(group_tag<group_kind::gather>, group_index<G>) const { cuda_detail::gather_plan<P, G>::launch(ctx, fault); }
+    template <int G> void run(group_tag<group_kind::window>, group_index<G>) const { cuda_detail::window_plan<P, G>::launch(ctx); }
+    // The value expression, broadcast to the variable's shape, written into it; skipped on the
+    // device once a gather of this run met a bad index (the CPU throws before it gets here).
+    template <int G> void run(group_tag<group_kind::assign>, group_index<G>) const {
+      constexpr int root = P::plan.groups[std::size_t(G)].root;
+      constexpr node a = P::nodes[std::size_t(root)];
+      cuda_detail::fused_plan<P, G, a.in[1], root>::launch(ctx, ctx.values[a.in[0]], has_gather ? &fault->flag : nullptr);
+    }
+  };
 
+ private:
   // Waits for the run; reports an out-of-range gather index it met.
   void finish_run(std::size_t fault_offset) {
     if constexpr (has_gather) {
@@ -443,16 +458,18 @@ template <class P> class cuda_executor {
   int max_blocks_ = 0;
   // Declared in the order they must be created; destroyed in reverse.
   cuda_detail::stream_handle stream_;
+  cuda_detail::event_handle caller_done_;  // run_device: the caller's stream reached this point
   cuda_detail::device_buffer workspace_;
   cuda_detail::cublas_handle cublas_;
-  cuda_detail::device_buffer persistent_;  // gather fault record, variables, constants
+  std::shared_ptr<cuda_detail::device_variables> device_vars_;  // shared per (store, GPU)
+  cuda_detail::device_buffer persistent_;  // gather fault record, constants
   cuda_detail::device_buffer arena_;       // feed staging, slots, reduction scratch
   cuda_detail::pinned_buffer host_out_;    // outputs and the fault record, on the host
   cuda_detail::graph_handle graph_;
   cuda_detail::graph_exec_handle graph_exec_;
   graph_key graph_key_{};
   std::array<void*, N + 1> values_{};
-  std::array<void*, std::size_t(P::plan.n_variables) + 1> host_variables_{};
+  std::array<int, std::size_t(P::plan.n_variables) + 1> mirror_of_{};  // index in device_vars_
   std::array<void*, std::size_t(P::plan.n_feeds) + 1> feed_stage_{};
   void* scratch_ = nullptr;
   cuda_detail::gather_fault* fault_ = nullptr;

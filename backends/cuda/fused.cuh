@@ -34,22 +34,27 @@ inline int grid_for(std::int64_t work_items, int max_blocks) {
 // ---- kernel ------------------------------------------------------------------------------------
 
 // Grid-stride loop; I is 32-bit whenever the element count allows (cheaper index arithmetic).
+// With `skip` (the run's gather fault flag, for assigns) the kernel writes nothing once a gather
+// earlier in the run met a bad index: a faulting run leaves the variables as the CPU does.
 template <class E, class Args, class I>
-__global__ void __launch_bounds__(block_threads) fused_kernel(value_t<E>* __restrict__ out, const Args args, I total) {
+__global__ void __launch_bounds__(block_threads)
+    fused_kernel(value_t<E>* __restrict__ out, const Args args, I total, const unsigned long long* __restrict__ skip) {
+  if (skip && *skip) return;
   const I step = I(gridDim.x) * I(blockDim.x);
   for (I i = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); i < total; i += step) out[i] = value_at<E>(args, i);
 }
 
 template <class E, class Args>
-void launch_fused(value_t<E>* out, const Args& args, std::int64_t total, cudaStream_t stream, int max_blocks) {
+void launch_fused(value_t<E>* out, const Args& args, std::int64_t total, cudaStream_t stream, int max_blocks,
+                  const unsigned long long* skip = nullptr) {
   if (total <= 0) return;
   using CE = canonical_t<E>;
   using CA = canonical_args_t<Args>;
   const int grid = grid_for(total, max_blocks);
   if (total <= std::int64_t(std::numeric_limits<std::int32_t>::max()))
-    fused_kernel<CE, CA, std::uint32_t><<<grid, block_threads, 0, stream>>>(out, args, std::uint32_t(total));
+    fused_kernel<CE, CA, std::uint32_t><<<grid, block_threads, 0, stream>>>(out, args, std::uint32_t(total), skip);
   else
-    fused_kernel<CE, CA, std::uint64_t><<<grid, block_threads, 0, stream>>>(out, args, std::uint64_t(total));
+    fused_kernel<CE, CA, std::uint64_t><<<grid, block_threads, 0, stream>>>(out, args, std::uint64_t(total), skip);
   KILN_CUDA_LAUNCHED("fused elementwise kernel launch");
 }
 
@@ -147,9 +152,9 @@ template <class P, int G, int Root, int ShapeNode> struct fused_plan {
     return a;
   }
 
-  // Writes the whole expression, row-major over S, to `out`.
-  static void launch(const launch_context& ctx, void* out) {
-    launch_fused<expr>(static_cast<out_t*>(out), make_args(ctx.values, ctx.batch), elements(ctx.batch), ctx.stream, ctx.max_blocks);
+  // Writes the whole expression, row-major over S, to `out` (nothing when *skip is set).
+  static void launch(const launch_context& ctx, void* out, const unsigned long long* skip = nullptr) {
+    launch_fused<expr>(static_cast<out_t*>(out), make_args(ctx.values, ctx.batch), elements(ctx.batch), ctx.stream, ctx.max_blocks, skip);
   }
 };
 

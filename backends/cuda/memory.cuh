@@ -64,11 +64,23 @@ template <auto Free> class raw_buffer {
   std::size_t size_ = 0;
 };
 
+// A failed allocation is reported once: the runtime also keeps it as the "last error", which
+// the next kernel launch check would otherwise report as its own failure.
+inline void allocate_or_throw(cudaError_t e, const char* call) {
+  if (e == cudaSuccess) return;
+  (void)cudaGetLastError();
+  check(e, call, __FILE__, __LINE__);
+}
+
+// reset() allocates the new memory before it frees the old: when the allocation fails (out of
+// memory) the buffer still holds its old memory, and every pointer into it stays valid.
 class device_buffer : public raw_buffer<cudaFree> {
  public:
   void reset(std::size_t bytes) {
+    void* fresh = nullptr;
+    if (bytes) allocate_or_throw(cudaMalloc(&fresh, bytes), "cudaMalloc");
     release();
-    if (bytes) KILN_CUDA(cudaMalloc(&p_, bytes));
+    p_ = fresh;
     size_ = bytes;
   }
 };
@@ -77,11 +89,15 @@ class device_buffer : public raw_buffer<cudaFree> {
 class pinned_buffer : public raw_buffer<cudaFreeHost> {
  public:
   void reset(std::size_t bytes) {
+    void* fresh = nullptr;
+    if (bytes) allocate_or_throw(cudaMallocHost(&fresh, bytes), "cudaMallocHost");
     release();
-    if (bytes) KILN_CUDA(cudaMallocHost(&p_, bytes));
+    p_ = fresh;
     size_ = bytes;
   }
 };
+
+using event_handle = unique_handle<cudaEvent_t, cudaEventDestroy>;
 
 // Makes `device` current for a scope and restores the previous one (other libraries in the
 // process may be working on another GPU).

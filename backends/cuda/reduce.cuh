@@ -196,8 +196,12 @@ template <class P, int G> struct reduction_plan {
     return scratch_for<T>(s, split_for<combine_kind>(s));
   }
   static void launch(const launch_context& ctx, void* scratch) {
-    launch_reduction<combine_kind, typename input::expr>(static_cast<Out*>(ctx.values[root]), input::make_args(ctx.values, ctx.batch),
-                                                         shape_at(ctx.batch), r.kind == op::reduce_mean, scratch, ctx);
+    const reduce_shape s = shape_at(ctx.batch);
+    // argmax carries 32-bit indices on the device (the CPU: 64-bit): refuse what they cannot hold.
+    if (r.kind == op::argmax && s.R >= std::int64_t(std::numeric_limits<std::int32_t>::max()))
+      throw error("kiln: argmax over " + std::to_string(s.R) + " elements: the CUDA backend's indices are 32-bit (at most 2147483646 elements)");
+    launch_reduction<combine_kind, typename input::expr>(static_cast<Out*>(ctx.values[root]), input::make_args(ctx.values, ctx.batch), s,
+                                                         r.kind == op::reduce_mean, scratch, ctx);
   }
 };
 

@@ -3,7 +3,10 @@
 error-related line of the diagnostics (GCC: "In instantiation of 'struct kiln::graph_error<...>'")
 must carry kiln's message: it must contain every --expect text.
 
-usage: check_compile_fail.py SOURCE ROOT [--eigen DIR] [--expect TEXT]... [--expect-success] -- COMPILER...
+usage: check_compile_fail.py SOURCE ROOT [--eigen DIR] [--expect TEXT]... [--carrier NAME] [--expect-success] -- COMPILER...
+
+--carrier names the template whose instantiation carries the message (default graph_error;
+backend_error for a backend that lacks a group kind's kernel).
 """
 import os
 import re
@@ -13,12 +16,12 @@ import sys
 
 def main(argv):
     if "--" not in argv:
-        sys.exit("usage: check_compile_fail.py SOURCE ROOT [--eigen DIR] [--expect TEXT]... [--expect-success] -- COMPILER...")
+        sys.exit("usage: check_compile_fail.py SOURCE ROOT [--eigen DIR] [--expect TEXT]... [--carrier NAME] [--expect-success] -- COMPILER...")
     split = argv.index("--")
     opts, compiler = argv[:split], argv[split + 1:]
     source, root = opts[0], opts[1]
     eigen = "/usr/include/eigen3"
-    expects, expect_success = [], False
+    expects, expect_success, carrier = [], False, "graph_error"
     i = 2
     while i < len(opts):
         if opts[i] == "--expect":
@@ -26,6 +29,9 @@ def main(argv):
             i += 2
         elif opts[i] == "--eigen":
             eigen = opts[i + 1]
+            i += 2
+        elif opts[i] == "--carrier":
+            carrier = opts[i + 1]
             i += 2
         elif opts[i] == "--expect-success":
             expect_success = True
@@ -61,12 +67,13 @@ def main(argv):
         return 1
     print("first error line:", first)
     problems = []
-    if "graph_error<" not in first:
-        problems.append("it is not the graph_error<...> instantiation that carries kiln's message")
+    if carrier + "<" not in first:
+        problems.append(f"it is not the {carrier}<...> instantiation that carries kiln's message")
     for text in expects:
         if text not in first:
             problems.append(f"it does not contain {text!r}")
-    if "the graph is invalid" not in output:
+    assert_text = {"graph_error": "the graph is invalid", "backend_error": "a backend has no kernel"}.get(carrier, "kiln:")
+    if assert_text not in output:
         problems.append("kiln's static_assert text is missing from the output")
     if problems:
         print(output[:6000])

@@ -68,6 +68,7 @@ struct op_case {
   double grad_tol = 0;  // finite-difference tolerance; 0: no gradient check
   double grad_h = 1e-6;
   double rtol = 1e-12, atol = 1e-14;  // forward, against the reference
+  double rtol_f32 = 2e-6, atol_f32 = 1e-7;  // the same in f32 (SIMD approximations of a few ulp)
   adjust_fn adjust = nullptr;
   std::string_view exempt;  // non-empty: the op has no case, for this reason
   constexpr std::string_view name() const { return name_of(id); }
@@ -597,22 +598,34 @@ constexpr bool differentiated(const op_case& c, int k) { return c.grad_tol > 0 &
 
 void the_case_builds_another_op_than_its_own();  // not constexpr: calling it stops compilation
 
+// The SIMD pass: elementwise cases on f64 operands also run in f32 over a shape whose rows fill
+// several packets and a partial one (the fused loops vectorize only f32, and only rows of at
+// least one packet), with the f32 tolerance of the case.
+inline constexpr shape simd_shape{5, 13};
+constexpr bool runs_in_f32(const op_case& c) {
+  if (!c.is_case() || family_of(c.id) != op_family::elementwise || c.out_type != dtype::f64 || c.n_inputs == 0) return false;
+  for (int k = 0; k < c.n_inputs; ++k)
+    if (c.inputs[std::size_t(k)].type != dtype::f64) return false;
+  return true;
+}
+
 // Every case of group G in one graph: the result of each, and for cases with a gradient check a
-// weighted sum y (a non-uniform upstream) and its gradients in every f64 input.
-template <case_group G> struct model {
+// weighted sum y (a non-uniform upstream) and its gradients in every f64 input. With T = f32,
+// the cases that run_in_f32, forward only.
+template <case_group G, dtype T = dtype::f64> struct model {
   constexpr graph operator()() const {
     graph g;
     for (const op_case& c : cases) {
-      if (!c.is_case() || group_of(c.id) != G) continue;
+      if (!c.is_case() || group_of(c.id) != G || (T == dtype::f32 && !runs_in_f32(c))) continue;
       tensor ins[max_case_inputs];
       for (int k = 0; k < c.n_inputs; ++k) {
         const input_spec& s = c.inputs[std::size_t(k)];
-        ins[k] = g.placeholder(input_name(c, k).view(), s.type, s.dims);
+        ins[k] = T == dtype::f32 ? g.placeholder(input_name(c, k).view(), T, simd_shape) : g.placeholder(input_name(c, k).view(), s.type, s.dims);
       }
       const tensor out = c.build(g, ins);
       if (out.info().kind != c.id) the_case_builds_another_op_than_its_own();
       g.output(c.name(), out);
-      if (!(c.grad_tol > 0)) continue;
+      if (!(c.grad_tol > 0) || T != dtype::f64) continue;
       const tensor weights = g.iota(out.shape(), dtype::f64, 0.5, 0.125);
       const tensor y = reduce_sum(cast(out, dtype::f64) * weights);
       g.output(objective_name(c).view(), y);
@@ -631,13 +644,15 @@ template <case_group G> struct model {
 
 // ---- inputs ------------------------------------------------------------------------------------------
 
-// Deterministic values of one case in its domain (a generator of its own, nothing of kiln's).
-inline values make_inputs(const op_case& c, std::uint64_t seed) {
+// Deterministic values of one case in its domain (a generator of its own, nothing of kiln's);
+// `f32` draws them over simd_shape and rounds them to float.
+inline values make_inputs(const op_case& c, std::uint64_t seed, bool f32 = false) {
   values v(std::size_t(c.n_inputs));
   for (int k = 0; k < c.n_inputs; ++k) {
     const input_spec& s = c.inputs[std::size_t(k)];
+    const shape dims = f32 ? simd_shape : s.dims;
     std::int64_t n = 1;
-    for (int d = 0; d < s.dims.rank; ++d) n *= s.dims.dim[d];
+    for (int d = 0; d < dims.rank; ++d) n *= dims.dim[d];
     std::uint64_t state = seed * 0x9e3779b97f4a7c15ull + std::uint64_t(k + 1) * 0xbf58476d1ce4e5b9ull;
     for (std::int64_t i = 0; i < n; ++i) {
       state = state * 6364136223846793005ull + 1442695040888963407ull;
@@ -653,6 +668,9 @@ inline values make_inputs(const op_case& c, std::uint64_t seed) {
     }
   }
   if (c.adjust) c.adjust(v);
+  if (f32)
+    for (auto& x : v)
+      for (double& e : x) e = double(float(e));
   return v;
 }
 

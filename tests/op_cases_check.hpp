@@ -90,6 +90,35 @@ template <class Ex> void check_gradients_of(Ex& ex, group_feeds& f, case_group g
   }
 }
 
+// The SIMD pass (runs_in_f32): the elementwise cases in f32 over packet-wide rows.
+template <class Ex> void check_forward_f32(Ex& ex) {
+  std::vector<std::vector<float>> data;
+  std::deque<std::string> names;
+  std::vector<kiln::feed> feeds;
+  std::vector<values> case_values(case_count);
+  data.reserve(4 * case_count);
+  const kiln::dims d = kiln::dims::of(simd_shape, 1);
+  for (std::size_t i = 0; i < case_count; ++i) {
+    const op_case& c = cases[i];
+    if (!runs_in_f32(c)) continue;
+    case_values[i] = make_inputs(c, 2000 + i, true);
+    for (int k = 0; k < c.n_inputs; ++k) {
+      data.emplace_back(case_values[i][std::size_t(k)].begin(), case_values[i][std::size_t(k)].end());
+      feeds.push_back({names.emplace_back(input_name(c, k).view()), kiln::view(data.back(), d)});
+    }
+  }
+  const auto& out = ex.run(std::span<const kiln::feed>(feeds));
+  int checked = 0;
+  for (std::size_t i = 0; i < case_count; ++i) {
+    const op_case& c = cases[i];
+    if (!runs_in_f32(c)) continue;
+    kt::check_values(std::string(c.name()).c_str(), out.template get<float>(std::string(c.name())), d, c.reference(case_values[i]), c.rtol_f32,
+                     c.atol_f32);
+    ++checked;
+  }
+  CHECK(checked >= 20);  // the unary and binary math ops
+}
+
 template <case_group G> void check_group() {
   auto ex = kiln::compile<kiln::cpu>(model<G>{});
   group_feeds f = feeds_of(G);

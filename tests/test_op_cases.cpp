@@ -11,6 +11,11 @@ using namespace op_cases;
 
 TEST_CASE("op_cases.elementwise_and_sources") { check_group<case_group::elementwise>(); }
 
+TEST_CASE("op_cases.elementwise_f32_simd") {
+  auto ex = kiln::compile<kiln::cpu>(op_cases::model<case_group::elementwise, kiln::f32>{});
+  check_forward_f32(ex);
+}
+
 TEST_CASE("op_cases.registry_covers_the_table") {
   int cases_declared = 0, exemptions = 0;
   for (const op_case& c : cases) {

@@ -4,4 +4,6 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "op_cases_check.hpp"
 
-TEST_CASE("op_cases.windows_and_composites") { op_cases::check_group<op_cases::case_group::window>(); }
+TEST_CASE("op_cases.windows") { op_cases::check_group<op_cases::case_group::window>(); }
+TEST_CASE("op_cases.convolutions") { op_cases::check_group<op_cases::case_group::convolution>(); }
+TEST_CASE("op_cases.composites") { op_cases::check_group<op_cases::case_group::composite>(); }

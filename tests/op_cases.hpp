@@ -7,9 +7,12 @@
 //   - a plain-loop reference over flat vectors in double (std:: math only, nothing of kiln),
 //   - the forward tolerance, and the finite-difference tolerance of the gradient check (0: no
 //     gradient check, which only ops whose gradient kind is zero or none may declare).
-// tests/test_op_cases.cpp runs every case on the CPU executor against its reference and checks
-// its gradients by central differences; tests/cuda/test_op_cases_cuda.cu compares the CUDA
-// executor with the CPU one on the same list.
+// tests/test_op_cases.cpp, test_op_cases_structural.cpp and test_op_cases_windows.cpp (one TU per
+// group of cases, see case_group) run every case on the CPU executor against its reference and
+// check its gradients by central differences, and the elementwise cases again in f32 over
+// packet-wide rows (the SIMD math); tests/cuda/test_op_cases_cuda.cu compares the CUDA executor
+// with the CPU one on the same list, and tests/cuda/test_op_cases_host.cu runs the elementwise and
+// window cases through the CUDA code on the host.
 //
 // The static_asserts at the end fail when an op of the table has no case and no exemption (the
 // error names the op: "covered<kiln::op::NAME>"), when an op has two entries, or when a

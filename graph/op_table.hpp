@@ -62,6 +62,7 @@ inline constexpr int variadic = -1;
   KILN_OP(sigmoid,         elementwise, 1, 12, floating, rule,      primitive)               \
   KILN_OP(relu,            elementwise, 1, 1,  numeric,  rule,      primitive)               \
   KILN_OP(softplus,        elementwise, 1, 12, floating, rule,      primitive)               \
+  KILN_OP(log1p,           elementwise, 1, 12, floating, rule,      primitive)               \
   KILN_OP(sign,            elementwise, 1, 1,  numeric,  zero,      primitive)               \
   KILN_OP(logical_not,     elementwise, 1, 1,  logical,  zero,      primitive)               \
   KILN_OP(cast,            elementwise, 1, 1,  any,      rule,      primitive)               \

@@ -31,6 +31,8 @@ KILN_UNARY(relu, x > T(0) ? x : T(0))
 // log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|)
 KILN_UNARY(softplus, (x > T(0) ? x : T(0)) + std::log1p(std::exp(x > T(0) ? -x : x)))
 KILN_UNARY(sign, T((x > T(0)) - (x < T(0))))
+// log(1 + x), accurate where x is tiny (log-probabilities of rare events, log(1 - p) as log1p(-p))
+KILN_UNARY(log1p, std::log1p(x))
 #undef KILN_UNARY
 template <> struct elementwise_math<op::logical_not> {
   KILN_HD static bool apply(bool x) { return !x; }
@@ -178,6 +180,7 @@ KILN_UNARY_FN(sigmoid)
 KILN_UNARY_FN(relu)
 KILN_UNARY_FN(softplus)
 KILN_UNARY_FN(sign)
+KILN_UNARY_FN(log1p)
 KILN_UNARY_FN(logical_not)
 #undef KILN_UNARY_FN
 constexpr tensor neg(tensor x, std::source_location loc = std::source_location::current()) { return detail::unary(op::neg, x, loc); }
@@ -330,6 +333,7 @@ KILN_VJP(sigmoid) { w.give(0, w.gy * (w.y * (1.0 - w.y))); }
 // after a matmul) and the backward pass reads the one [batch, units] buffer.
 KILN_VJP(relu) { w.give(0, where(w.y > 0.0, w.gy, 0.0, detail::no_loc)); }
 KILN_VJP(softplus) { w.give(0, w.gy * sigmoid(w.x(0), detail::no_loc)); }
+KILN_VJP(log1p) { w.give(0, w.gy / (w.x(0) + 1.0)); }
 // float -> float casts back; casts from or to integers carry nothing
 KILN_VJP(cast) {
   if (is_floating(w.n.type)) w.give(0, cast(w.gy, w.x(0).type(), detail::no_loc));

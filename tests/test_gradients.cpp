@@ -1,8 +1,8 @@
-// gradients(), part 1: the vector-Jacobian products of the elementwise ops (unary, binary with
-// broadcasting, select, casts) and of the reductions, each checked against central finite
-// differences on f64 graphs (tests/test_gradients_check.hpp); stop_gradient and the documented
-// zero gradient of an unrelated x. Layout, indexing, matmul, an MLP and second order are in
-// test_gradients_nn.cpp.
+// gradients(), part 1: the vector-Jacobian products of the elementwise ops (a composition of the
+// unary ones, binary ops with broadcasting, select, casts) and of the reductions, each checked
+// against central finite differences on f64 graphs (tests/test_gradients_check.hpp);
+// stop_gradient and the documented zero gradient of an unrelated x. Layout, indexing, matmul, an
+// MLP and second order are in test_gradients_nn.cpp.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_gradients_check.hpp"
 #include "gradient_models.hpp"
@@ -25,18 +25,8 @@ void check_unary(const char* op_name) { check_gradients(unary_executor(), unary_
 
 }  // namespace
 
-TEST_CASE("gradients.elementwise.neg") { check_unary("neg"); }
-TEST_CASE("gradients.elementwise.abs") { check_unary("abs"); }
-TEST_CASE("gradients.elementwise.exp") { check_unary("exp"); }
-TEST_CASE("gradients.elementwise.log") { check_unary("log"); }
-TEST_CASE("gradients.elementwise.sqrt") { check_unary("sqrt"); }
-TEST_CASE("gradients.elementwise.rsqrt") { check_unary("rsqrt"); }
-TEST_CASE("gradients.elementwise.square") { check_unary("square"); }
-TEST_CASE("gradients.elementwise.tanh") { check_unary("tanh"); }
-TEST_CASE("gradients.elementwise.sigmoid") { check_unary("sigmoid"); }
-TEST_CASE("gradients.elementwise.relu") { check_unary("relu"); }
-TEST_CASE("gradients.elementwise.softplus") { check_unary("softplus"); }
-TEST_CASE("gradients.elementwise.sign_is_zero") { check_unary("sign"); }  // d(sign(x) + x) = 1
+// Each unary op's own gradient is checked by the test registry (tests/op_cases.hpp,
+// test_op_cases.cpp); here, their composition with batch-shaped inputs.
 TEST_CASE("gradients.elementwise.composition") { check_unary("chain"); }
 
 // ---- binary ops with broadcasting ---------------------------------------------------------------

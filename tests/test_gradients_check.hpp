@@ -25,6 +25,7 @@ struct input {
 struct options {
   double h = 1e-6;
   double tol = 1e-6;  // |analytic - numeric| <= tol * max(1, max |gradient| of that input)
+  std::string objective = "y";  // the output differentiated (a model may hold several)
 };
 
 // Values in [lo, hi] that keep at least `gap` away from every kink in `kinks` (0 by default), so
@@ -54,17 +55,27 @@ template <class Ex> const auto& run_with(Ex& ex, std::vector<input>& ins, const 
   return ex.run(std::span<const kiln::feed>(feeds));
 }
 
-template <class Ex> double objective(Ex& ex, std::vector<input>& ins, const std::vector<kiln::feed>& extra) {
+template <class Ex> double objective(Ex& ex, std::vector<input>& ins, const std::vector<kiln::feed>& extra, const std::string& y = "y") {
   double s = 0;
-  for (double v : run_with(ex, ins, extra).template get<double>("y").flat()) s += v;
+  for (double v : run_with(ex, ins, extra).template get<double>(y).flat()) s += v;
   return s;
 }
 
-// Checks d sum(y) / d x for the inputs named in `only` (all inputs when empty); the other inputs
-// are fed at their values.
+// The names in `only` that name no input: a misspelled name would otherwise check nothing.
+inline std::vector<std::string> unknown_names(const std::vector<input>& ins, const std::vector<std::string>& only) {
+  std::vector<std::string> unknown;
+  for (const std::string& name : only)
+    if (std::none_of(ins.begin(), ins.end(), [&](const input& in) { return in.name == name; })) unknown.push_back(name);
+  return unknown;
+}
+
+// Checks d sum(y) / d x for the inputs named in `only` (all inputs when empty; each name must be
+// one of the inputs); the other inputs are fed at their values.
 template <class Ex>
 void check_gradients(Ex& ex, std::vector<input> ins, std::vector<kiln::feed> extra = {}, std::vector<std::string> only = {},
                      options o = {}) {
+  const std::vector<std::string> unknown = unknown_names(ins, only);
+  REQUIRE_MESSAGE(unknown.empty(), "check_gradients: `only` names no input called '" << unknown.front() << "'");
   auto checked = [&](const input& in) { return only.empty() || std::find(only.begin(), only.end(), in.name) != only.end(); };
   std::vector<std::vector<double>> analytic(ins.size());
   {
@@ -83,9 +94,9 @@ void check_gradients(Ex& ex, std::vector<input> ins, std::vector<kiln::feed> ext
     for (std::size_t k = 0; k < numeric.size(); ++k) {
       const double v = ins[i].values[k];
       ins[i].values[k] = v + o.h;
-      const double fp = objective(ex, ins, extra);
+      const double fp = objective(ex, ins, extra, o.objective);
       ins[i].values[k] = v - o.h;
-      const double fm = objective(ex, ins, extra);
+      const double fm = objective(ex, ins, extra, o.objective);
       ins[i].values[k] = v;
       numeric[k] = (fp - fm) / (2 * o.h);
     }

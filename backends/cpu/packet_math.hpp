@@ -1,6 +1,7 @@
 // SIMD versions of the elementwise math, on Eigen's packet primitives. An op without an entry
 // here runs through the scalar math of ops/elementwise.hpp (which g++ may still vectorize).
 #pragma once
+#include <array>
 #include <utility>
 #include <Eigen/Core>
 #include "../../graph/node.hpp"
@@ -32,17 +33,6 @@ template <class Packet = packet_f32> KILN_INLINE void pstoreu_first(float* p, co
   ei::pstoreu<float>(p, v, mask_t((1u << unsigned(n)) - 1u));
 }
 
-constexpr bool has_packet_math(op o) {
-  switch (o) {
-    case op::neg: case op::abs: case op::exp: case op::log: case op::sqrt: case op::rsqrt: case op::square:
-    case op::tanh: case op::sigmoid: case op::relu: case op::softplus:
-    case op::add: case op::sub: case op::mul: case op::div: case op::minimum: case op::maximum:
-    case op::scalar: case op::fill: case op::iota:
-      return true;
-    default: return false;
-  }
-}
-
 // tanh: Eigen's rational approximation (the same coefficients and steps as
 // Eigen::internal::generic_fast_tanh_float, so results are bit-identical to ei::ptanh), forced
 // inline: g++ keeps Eigen's version out of line, and that call spills every live vector register.
@@ -72,30 +62,52 @@ KILN_INLINE packet_f32 packet_tanh(packet_f32 a) {
 // 1 / (1 + exp(-x)) and as accurate (a few ulp).
 KILN_INLINE packet_f32 packet_sigmoid(packet_f32 x) { return ei::scalar_logistic_op<float>().packetOp(x); }
 
-template <op O> KILN_INLINE packet_f32 packet_apply(packet_f32 x) {
-  if constexpr (O == op::neg) return ei::pnegate(x);
-  else if constexpr (O == op::abs) return ei::pabs(x);
-  else if constexpr (O == op::exp) return ei::pexp(x);
-  else if constexpr (O == op::log) return ei::plog(x);
-  else if constexpr (O == op::sqrt) return ei::psqrt(x);
-  else if constexpr (O == op::rsqrt) return ei::pdiv(ei::pset1<packet_f32>(1.f), ei::psqrt(x));
-  else if constexpr (O == op::square) return ei::pmul(x, x);
-  else if constexpr (O == op::tanh) return packet_tanh(x);
-  else if constexpr (O == op::sigmoid) return packet_sigmoid(x);
-  else if constexpr (O == op::relu) return ei::pmax(x, ei::pzero(x));
-  else if constexpr (O == op::softplus) return ei::padd(ei::pmax(x, ei::pzero(x)), ei::plog1p(ei::pexp(ei::pnegate(ei::pabs(x)))));
-  else static_assert(O == op::neg, "no packet math for this unary op");
-}
+// The SIMD math of an op: one specialization per op, apply(x) for unary ops and apply(a, b) for
+// binary ones. This is the only list: has_packet_math() below is derived from it, so an op gains
+// its packet path (and the fused loops' choice of it) by this one specialization.
+template <op O> struct packet_math {};  // no packet math: the op runs through its scalar math
 
-template <op O> KILN_INLINE packet_f32 packet_apply(packet_f32 a, packet_f32 b) {
-  if constexpr (O == op::add) return ei::padd(a, b);
-  else if constexpr (O == op::sub) return ei::psub(a, b);
-  else if constexpr (O == op::mul) return ei::pmul(a, b);
-  else if constexpr (O == op::div) return ei::pdiv(a, b);
-  else if constexpr (O == op::minimum) return ei::pmin(a, b);
-  else if constexpr (O == op::maximum) return ei::pmax(a, b);
-  else static_assert(O == op::add, "no packet math for this binary op");
+#define KILN_PACKET_UNARY(NAME, EXPR) \
+  template <> struct packet_math<op::NAME> { KILN_INLINE static packet_f32 apply(packet_f32 x) { return EXPR; } };
+#define KILN_PACKET_BINARY(NAME, EXPR) \
+  template <> struct packet_math<op::NAME> { KILN_INLINE static packet_f32 apply(packet_f32 a, packet_f32 b) { return EXPR; } };
+KILN_PACKET_UNARY(neg, ei::pnegate(x))
+KILN_PACKET_UNARY(abs, ei::pabs(x))
+KILN_PACKET_UNARY(exp, ei::pexp(x))
+KILN_PACKET_UNARY(log, ei::plog(x))
+KILN_PACKET_UNARY(sqrt, ei::psqrt(x))
+KILN_PACKET_UNARY(rsqrt, ei::pdiv(ei::pset1<packet_f32>(1.f), ei::psqrt(x)))
+KILN_PACKET_UNARY(square, ei::pmul(x, x))
+KILN_PACKET_UNARY(tanh, packet_tanh(x))
+KILN_PACKET_UNARY(sigmoid, packet_sigmoid(x))
+KILN_PACKET_UNARY(relu, ei::pmax(x, ei::pzero(x)))
+KILN_PACKET_UNARY(softplus, ei::padd(ei::pmax(x, ei::pzero(x)), ei::plog1p(ei::pexp(ei::pnegate(ei::pabs(x))))))
+KILN_PACKET_UNARY(log1p, ei::plog1p(x))
+KILN_PACKET_BINARY(add, ei::padd(a, b))
+KILN_PACKET_BINARY(sub, ei::psub(a, b))
+KILN_PACKET_BINARY(mul, ei::pmul(a, b))
+KILN_PACKET_BINARY(div, ei::pdiv(a, b))
+KILN_PACKET_BINARY(minimum, ei::pmin(a, b))
+KILN_PACKET_BINARY(maximum, ei::pmax(a, b))
+#undef KILN_PACKET_UNARY
+#undef KILN_PACKET_BINARY
+
+template <op O>
+concept has_packet_specialization = requires(packet_f32 p) { packet_math<O>::apply(p); } || requires(packet_f32 p) { packet_math<O>::apply(p, p); };
+
+template <std::size_t... I> constexpr std::array<bool, op_count> packet_math_table(std::index_sequence<I...>) {
+  return {has_packet_specialization<op(I)>...};
 }
+inline constexpr std::array<bool, op_count> ops_with_packet_math = packet_math_table(std::make_index_sequence<op_count>{});
+
+// Whether elementwise op `o` has SIMD math. (Immediates -- scalar, fill, iota -- are leaves the
+// fused loop broadcasts or counts itself; comparisons, logic, select and casts have lane forms of
+// their own in backends/cpu/fused.hpp.)
+constexpr bool has_packet_math(op o) { return ops_with_packet_math[std::size_t(o)]; }
+static_assert(has_packet_math(op::exp) && has_packet_math(op::maximum) && !has_packet_math(op::sign) && !has_packet_math(op::scalar),
+              "kiln: the packet-math table must be derived from the specializations above");
+
+template <op O, class... Packets> KILN_INLINE packet_f32 packet_apply(Packets... p) { return packet_math<O>::apply(p...); }
 
 // Calls f(std::integral_constant<int, i>{}) for i in [0, n): unrolled in the source, so that
 // arrays of packets indexed by i stay in registers.

@@ -362,7 +362,7 @@ static_assert(topological(ladder_plan, ladder_g::nodes));
 static_assert(lifetimes_right(ladder_plan, ladder_g::nodes, ladder_g::outputs));
 static_assert(slots_never_overlap(ladder_plan, ladder_g::nodes));
 static_assert(ladder_plan.n_slots < 10);  // reuse: far fewer slots than the ~100 arena values
-static_assert(slots_never_overlap(assign_sched.n_groups ? passes<assign_g>(upto::slots) : assign_sched, assign_g::nodes));
+static_assert(slots_never_overlap(passes<assign_g>(upto::slots), assign_g::nodes));
 static_assert(slots_never_overlap(passes<reshaped_g>(upto::slots), reshaped_g::nodes));
 
 // Values of one size and no elementwise loops (so nothing in place): greedy reuse in schedule

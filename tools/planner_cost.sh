@@ -16,6 +16,16 @@
 # disturbs far less than the wall time printed beside it. The planning cost is the difference
 # between the two lines of one size.
 #
+# Measured 2026-12-03 (g++ 12.2, -O2, the 2-core CI machine; CPU seconds, peak RSS), planning cost
+# = plan minus build:
+#   nodes    build s / MB     plan s / MB      planning s / MB    before the pass split (wall s / MB)
+#     999      3.7 /  397       4.8 /  495       1.1 /   98           8 /  ~500
+#    4990     18.5 / 1846      24.4 / 2323       5.9 /  477         589 / 13360
+#    9979     37.6 / 3575      50.4 / 4531      12.8 /  956           -
+#   19958     75.5 / 7035      97.5 / 8960      22.0 / 1925           -
+# Building and lowering the graph dominates: program<M> evaluates the model and lower() twice (once
+# for the array sizes, once to fill them), and lower() costs more than the model itself.
+#
 # Constant-evaluation limits: building (not only planning) a graph of a few thousand nodes exceeds
 # GCC's default -fconstexpr-ops-limit (2^25 operations per constant expression), and the node loops
 # GCC's -fconstexpr-loop-limit (262144 iterations), so both are raised here (EXTRA_FLAGS replaces

@@ -1,8 +1,10 @@
 // Human-readable views of what the compiler did: the plan as text and the graph as GraphViz dot
 // with one cluster per fusion group.
 #pragma once
+#include <algorithm>
 #include <cstdio>
 #include <string>
+#include <vector>
 #include "../runtime/view.hpp"
 #include "program.hpp"
 
@@ -129,17 +131,15 @@ template <class P> std::string describe_plan() {
     else if (p.storage[std::size_t(root_storage)] == storage_kind::variable) s += " into variable '" + std::string(P::nodes[std::size_t(root_storage)].name.view()) + "'";
     s += "\n";
     if (gi.anchor >= 0) s += "      " + detail::node_label<P>(gi.anchor) + "\n";
-    for (std::size_t i = 0; i < P::N; ++i)
-      if (p.group_of[i] == g) s += "      " + detail::node_label<P>(int(i)) + "\n";
-    // immediates the loop reads inline (no buffer)
-    for (std::size_t i = 0; i < P::N; ++i) {
-      if (!p.inline_value[i]) continue;
-      bool read = false;
-      for (std::size_t j = 0; j < P::N; ++j)
-        if (p.group_of[j] == g)
-          for (int k = 0; k < P::nodes[j].n_in; ++k) read = read || P::nodes[j].in[k] == int(i);
-      if (read) s += "      " + detail::node_label<P>(int(i)) + " (inline)\n";
-    }
+    for (const int i : p.members_of(g)) s += "      " + detail::node_label<P>(i) + "\n";
+    // immediates the loop reads inline (no buffer), in node order
+    std::vector<int> inline_reads;
+    for (const int j : p.members_of(g))
+      for (int k = 0; k < P::nodes[std::size_t(j)].n_in; ++k)
+        if (const int x = P::nodes[std::size_t(j)].in[k]; p.inline_value[std::size_t(x)]) inline_reads.push_back(x);
+    std::sort(inline_reads.begin(), inline_reads.end());
+    inline_reads.erase(std::unique(inline_reads.begin(), inline_reads.end()), inline_reads.end());
+    for (const int i : inline_reads) s += "      " + detail::node_label<P>(i) + " (inline)\n";
   }
   s += "buffers:\n";
   for (int b = 0; b < p.n_slots; ++b) {
@@ -186,8 +186,7 @@ template <class P> std::string to_dot() {
     const group_info& gi = p.groups[std::size_t(g)];
     s += "  subgraph cluster_" + std::to_string(g) + " {\n    label=\"" + std::string(name_of(gi.kind)) + " " + std::to_string(g) + "\";\n    style=rounded;\n";
     if (gi.anchor >= 0) s += "    " + id(std::size_t(gi.anchor)) + ";\n";
-    for (std::size_t i = 0; i < P::N; ++i)
-      if (p.group_of[i] == g) s += "    " + id(i) + ";\n";
+    for (const int i : p.members_of(g)) s += "    " + id(std::size_t(i)) + ";\n";
     s += "  }\n";
   }
   for (std::size_t i = 0; i < P::N; ++i) {

@@ -495,6 +495,7 @@ TEST_CASE("runtime.variables.graph_seed") {
   CHECK(differing == 64);                            // another graph seed draws other values
   for (float v : db) CHECK((v >= -1 && v < 1));
   CHECK(a.run().get<float>("own").to_vector() == b.run().get<float>("own").to_vector());  // own seed wins
+}
 
 // ---- the executor contract (runtime/binding.hpp, runtime/mirror.hpp) -------------------------------
 

@@ -9,6 +9,7 @@
 #include "test_util.hpp"
 
 #include "allocation_counter.hpp"  // g_allocations
+#include "executor_contract_models.hpp"
 #include "mirrored_executor.hpp"
 
 using namespace kiln;
@@ -500,22 +501,8 @@ TEST_CASE("runtime.variables.graph_seed") {
 // ---- the executor contract (runtime/binding.hpp, runtime/mirror.hpp) -------------------------------
 
 namespace {
-// w -= lr * x per run; lr a variable the host sets between runs (a learning-rate schedule).
-constexpr auto mirror_train = [] {
-  graph g;
-  tensor w = g.variable("w", f64, {2}, init::constant(1.0));
-  tensor lr = g.variable("lr", f64, {}, init::constant(0.5), /*trainable*/ false);
-  tensor x = g.placeholder("x", f64, {2});
-  g.output("w", assign(w, w - lr * x));
-  return g;
-};
-constexpr auto mirror_infer = [] {
-  graph g;
-  tensor w = g.variable("w", f64, {2}, init::constant(1.0));
-  tensor x = g.placeholder("x", f64, {2});
-  g.output("y", reduce_sum(w * x));
-  return g;
-};
+using contract_models::mirror_infer;  // tests/executor_contract_models.hpp
+using contract_models::mirror_train;
 tensor_view<const double> read_only(tensor_view<double> v) { return {v.data(), v.shape()}; }
 }  // namespace
 

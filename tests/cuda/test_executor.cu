@@ -9,6 +9,7 @@
 #include <string>
 #include <unistd.h>
 #include <vector>
+#include "../executor_contract_models.hpp"
 #include "harness.cuh"
 #include "train/fit.hpp"
 #include "train/minimize.hpp"
@@ -18,21 +19,8 @@ using namespace kiln;
 
 namespace {
 
-constexpr auto mirror_train = [] {
-  graph g;
-  tensor w = g.variable("w", f64, {2}, init::constant(1.0));
-  tensor lr = g.variable("lr", f64, {}, init::constant(0.5), /*trainable*/ false);
-  tensor x = g.placeholder("x", f64, {2});
-  g.output("w", assign(w, w - lr * x));
-  return g;
-};
-constexpr auto mirror_infer = [] {
-  graph g;
-  tensor w = g.variable("w", f64, {2}, init::constant(1.0));
-  tensor x = g.placeholder("x", f64, {2});
-  g.output("y", reduce_sum(w * x));
-  return g;
-};
+using contract_models::mirror_infer;  // tests/executor_contract_models.hpp
+using contract_models::mirror_train;
 
 constexpr auto gather_then_assign = [] {
   graph g;

@@ -119,8 +119,8 @@ template <dtype T> struct conv_model {
       tensor w = g.placeholder(wn.view(), T, {k.kh, k.kw, k.c, k.f});
       g.output(yn.view(), conv2d(x, w, k.stride, k.same ? padding::same : padding::valid));
     }
-    // with a bias, added in the matmul's epilogue
-    tensor x = g.placeholder("x_b", T, {batch, 5, 6, 3}), w = g.placeholder("w_b", T, {3, 2, 3, 4});
+    // with a bias, added in the matmul's epilogue (its own placeholders: "x_b" is case b's)
+    tensor x = g.placeholder("x_bias", T, {batch, 5, 6, 3}), w = g.placeholder("w_bias", T, {3, 2, 3, 4});
     g.output("y_bias", conv2d(x, w, g.placeholder("bias", T, {4}), 1, padding::same));
     return g;
   }
@@ -144,13 +144,13 @@ template <dtype T> void check_conv(std::int64_t n) {
     feeds.push_back({data.find(w)->first, view(data[w], {k.kh, k.kw, k.c, k.f})});
   }
   const std::vector<double> bias = {0.5, -1, 0.25, 2};
-  xs["x_b"] = kt::rounded<C>(kt::uniform<double>(std::size_t(n * 5 * 6 * 3), -1, 1, ++seed));
-  ws["w_b"] = kt::rounded<C>(kt::uniform<double>(std::size_t(3 * 2 * 3 * 4), -1, 1, ++seed));
-  data["x_b"] = kt::as<C>(xs["x_b"]);
-  data["w_b"] = kt::as<C>(ws["w_b"]);
+  xs["x_bias"] = kt::rounded<C>(kt::uniform<double>(std::size_t(n * 5 * 6 * 3), -1, 1, ++seed));
+  ws["w_bias"] = kt::rounded<C>(kt::uniform<double>(std::size_t(3 * 2 * 3 * 4), -1, 1, ++seed));
+  data["x_bias"] = kt::as<C>(xs["x_bias"]);
+  data["w_bias"] = kt::as<C>(ws["w_bias"]);
   data["bias"] = kt::as<C>(bias);
-  feeds.push_back({"x_b", view(data["x_b"], {n, 5, 6, 3})});
-  feeds.push_back({"w_b", view(data["w_b"], {3, 2, 3, 4})});
+  feeds.push_back({"x_bias", view(data["x_bias"], {n, 5, 6, 3})});
+  feeds.push_back({"w_bias", view(data["w_bias"], {3, 2, 3, 4})});
   feeds.push_back({"bias", view(data["bias"], {4})});
   const auto& out = ex.run(std::span<const feed>(feeds));
   const double tol = T == f32 ? 1e-5 : 1e-12;
@@ -162,7 +162,7 @@ template <dtype T> void check_conv(std::int64_t n) {
     check_values(k.name, out.template get<C>(std::string("y_") + k.name), {ys.n, ys.h, ys.w, ys.c}, want, tol, tol);
   }
   nhwc ys{};
-  auto want = ref_conv(xs["x_b"], {n, 5, 6, 3}, ws["w_b"], 3, 2, 4, 1, true, ys);
+  auto want = ref_conv(xs["x_bias"], {n, 5, 6, 3}, ws["w_bias"], 3, 2, 4, 1, true, ys);
   for (std::size_t i = 0; i < want.size(); ++i) want[i] += bias[i % 4];
   check_values("with bias", out.template get<C>("y_bias"), {n, 5, 6, 4}, want, tol, tol);
 }

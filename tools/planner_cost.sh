@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compile-time cost of constant-evaluated planning (graph/plan.hpp) on synthetic graphs.
 #
-#   tools/planner_cost.sh [BUILD_DIR] [SIZES...]      (defaults: build-h, 1000 5000 20000)
+#   tools/planner_cost.sh [BUILD_DIR] [SIZES...]      (defaults: build, 1000 5000 20000)
 #
 # For every size N it writes a translation unit whose model builds a graph of about N nodes in a
 # constexpr loop of builder calls (a ladder of elementwise ops with a matmul every 8 steps, a
@@ -33,7 +33,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-dir=${1:-build-h}
+dir=${1:-build}
 [[ $# -gt 0 ]] && shift
 sizes=("$@")
 [[ ${#sizes[@]} -eq 0 ]] && sizes=(1000 5000 20000)

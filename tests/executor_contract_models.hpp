@@ -2,10 +2,16 @@
 // the mirrored CPU executor of tests/mirrored_executor.hpp) and the GPU side
 // (tests/cuda/test_executor.cu), so both check the same variable bookkeeping on the same graphs.
 #pragma once
+#include <doctest/doctest.h>
+#include <cstdint>
+#include <vector>
 #include "graph/program.hpp"
 #include "ops/elementwise.hpp"
+#include "ops/indexing.hpp"
 #include "ops/reduce.hpp"
 #include "ops/state.hpp"
+#include "runtime/error.hpp"
+#include "runtime/view.hpp"
 
 namespace contract_models {
 using namespace kiln;
@@ -27,5 +33,32 @@ constexpr auto mirror_infer = [] {
   g.output("y", reduce_sum(w * x));
   return g;
 };
+
+// A gather, then assigns that depend on it: with a bad index the run throws and neither counter
+// moves (on the CPU the gather throws before the assigns; on CUDA the assign kernels test the
+// gather's fault flag).
+constexpr auto gather_then_assign = [] {
+  graph g;
+  tensor table = g.variable("table", f32, {4, 2}, init::arange(0));
+  tensor ids = g.placeholder("ids", i32, {batch});
+  tensor rows = gather(table, ids);
+  tensor count = g.variable("count", i64, {}, init::zeros());
+  tensor total = g.variable("total", f32, {}, init::zeros());
+  g.output("rows", rows);
+  g.output("count", assign_add(count, g.scalar(1, i64)));
+  g.output("total", assign_add(total, reduce_sum(rows)));
+  return g;
+};
+
+// The same expectations for every backend's executor of gather_then_assign.
+template <class Executor> void check_gather_fault_stops_assigns(Executor& ex) {
+  const std::vector<std::int32_t> bad{1, 4}, good{1, 3};
+  CHECK_THROWS_WITH_AS(ex.run({{"ids", view(bad, {2})}}), doctest::Contains("index 4 is out of range [0, 4)"), kiln::error);
+  CHECK(ex.template variable<std::int64_t>("count").item() == 0);
+  CHECK(ex.template variable<float>("total").item() == 0);
+  const auto& out = ex.run({{"ids", view(good, {2})}});
+  CHECK(out.template get<std::int64_t>("count").item() == 1);
+  CHECK(out.template get<float>("total").item() == 2 + 3 + 6 + 7);
+}
 
 }  // namespace contract_models

@@ -13,14 +13,15 @@ pc=$(find "$scratch/root" -name kiln.pc | head -1)
 # the file names the final prefix; point it into the scratch tree (Eigen and oneTBB stay the system's)
 sed -i "s|^prefix=|prefix=$scratch/root|" "$pc"
 export PKG_CONFIG_PATH="$(dirname "$pc")"
-flags=$(pkg-config --cflags --libs kiln)
+cflags=$(pkg-config --cflags kiln) libs=$(pkg-config --libs kiln)
+flags="$cflags $libs"
 echo "pkg-config kiln: $flags"
 if grep -q -- "-Wno-" <<<"$flags"; then echo "FAIL: kiln's pkg-config flags silence warnings"; exit 1; fi
 awk '/^## A short example/{f=1} f&&/^```cpp/{p=1;next} p&&/^```/{exit} p' "$src/README.md" > "$scratch/example.cpp"
 [[ -s "$scratch/example.cpp" ]] || { echo "FAIL: no C++ block under '## A short example' in README.md"; exit 1; }
 include_root="$(pkg-config --variable=includedir kiln)/kiln"
 # shellcheck disable=SC2086
-if ! c++ -std=c++20 -O2 -march=native -Wall -Wextra $flags "$scratch/example.cpp" -o "$scratch/example" $flags \
+if ! c++ -std=c++20 -O2 -march=native -Wall -Wextra $cflags "$scratch/example.cpp" -o "$scratch/example" $libs \
      -fdiagnostics-color=never >"$scratch/log" 2>&1; then
   cat "$scratch/log"; echo "FAIL: the README example does not build against the installed kiln"; exit 1
 fi

@@ -1,5 +1,6 @@
 // Checkpoints: every tensor of a variable store (weights, optimizer slots, counters) plus a step
-// number in one file, `<dir>/ckpt-<step>.kiln`.
+// number in one file, `<dir>/ckpt-<step>.kiln`. The directory policy (keep-last-K, resume,
+// checkpoint_manager) is io/checkpoint_directory.hpp.
 //
 // Saving writes a temporary file in the same directory, fsyncs it, renames it over the final
 // name and fsyncs the directory, so a crash or a full disk leaves either the old set of files or
@@ -270,41 +271,7 @@ inline checkpoint_contents parse(const std::vector<unsigned char>& f, const std:
   return c;
 }
 
-inline std::optional<std::int64_t> step_of_name(std::string_view name) {
-  constexpr std::string_view prefix = "ckpt-", suffix = ".kiln";
-  if (name.size() <= prefix.size() + suffix.size() || !name.starts_with(prefix) || !name.ends_with(suffix)) return std::nullopt;
-  const std::string_view digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
-  std::int64_t step = 0;
-  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), step);
-  if (ec != std::errc() || end != digits.data() + digits.size() || step < 0 || digits[0] == '+') return std::nullopt;
-  return step;
-}
-
 }  // namespace detail
-
-inline std::filesystem::path checkpoint_path(const std::filesystem::path& dir, std::int64_t step) {
-  return dir / ("ckpt-" + std::to_string(step) + ".kiln");
-}
-
-// The checkpoints in `dir` as (step, path), oldest step first; none when the directory is missing.
-inline std::vector<std::pair<std::int64_t, std::filesystem::path>> list_checkpoints(const std::filesystem::path& dir) {
-  std::vector<std::pair<std::int64_t, std::filesystem::path>> found;
-  std::error_code ec;
-  std::filesystem::directory_iterator it(dir, ec), end;
-  if (ec) return found;
-  for (; it != end; it.increment(ec)) {
-    if (ec) break;
-    if (auto step = detail::step_of_name(it->path().filename().string()); step && it->is_regular_file(ec)) found.emplace_back(*step, it->path());
-  }
-  std::sort(found.begin(), found.end());
-  return found;
-}
-
-inline std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& dir) {
-  auto all = list_checkpoints(dir);
-  if (all.empty()) return std::nullopt;
-  return all.back().second;
-}
 
 // Writes every variable of `store` to exactly `file`, atomically (see the top of this file).
 inline void write_checkpoint(const variables& store, const std::filesystem::path& file, std::int64_t step) {
@@ -342,24 +309,6 @@ inline void write_checkpoint(const variables& store, const std::filesystem::path
   out.sync_and_close();
   out.commit_as(file);
   detail::sync_directory(dir);
-}
-
-// Saves `store` as <dir>/ckpt-<step>.kiln (creating dir), then deletes all but the newest
-// `keep_last` checkpoints of dir (keep_last <= 0 keeps every one). Returns the new file.
-inline std::filesystem::path save_checkpoint(const variables& store, const std::filesystem::path& dir, std::int64_t step, int keep_last = 5) {
-  if (step < 0) throw error("kiln: checkpoint step must be >= 0, got " + std::to_string(step));
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw error("kiln: cannot create checkpoint directory " + dir.string() + ": " + ec.message());
-  const auto file = checkpoint_path(dir, step);
-  write_checkpoint(store, file, step);
-  if (keep_last > 0) {
-    auto all = list_checkpoints(dir);
-    // A stale file that cannot be deleted costs disk space, not correctness: the new one is saved.
-    for (std::size_t i = 0; i + std::size_t(keep_last) < all.size(); ++i) std::filesystem::remove(all[i].second, ec);
-    detail::sync_directory(dir);
-  }
-  return file;
 }
 
 // Reads and checks a checkpoint (CRCs included) without a store.
@@ -404,24 +353,5 @@ inline restore_result restore_checkpoint(variables& store, const std::filesystem
   }
   return r;
 }
-
-// Periodic saving into one directory and resuming from its newest checkpoint.
-class checkpoint_manager {
- public:
-  explicit checkpoint_manager(std::filesystem::path dir, int keep_last = 5) : dir_(std::move(dir)), keep_last_(keep_last) {}
-  std::filesystem::path save(const variables& store, std::int64_t step) { return save_checkpoint(store, dir_, step, keep_last_); }
-  std::optional<std::filesystem::path> latest() const { return latest_checkpoint(dir_); }
-  // The step of the restored checkpoint, or nullopt when the directory holds none.
-  std::optional<std::int64_t> restore_latest(variables& store) const {
-    const auto file = latest();
-    if (!file) return std::nullopt;
-    return restore_checkpoint(store, *file).step;
-  }
-  const std::filesystem::path& directory() const { return dir_; }
-
- private:
-  std::filesystem::path dir_;
-  int keep_last_;
-};
 
 }  // namespace kiln::io

@@ -3,7 +3,7 @@
 // shape or dtype, corrupt byte anywhere, truncation anywhere) leaving the store untouched, and
 // atomic saves (a save that fails mid-write leaves the previous checkpoint restorable).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
-#include <io/checkpoint.hpp>
+#include <io/checkpoint_directory.hpp>
 #include <sys/resource.h>
 #include <zlib.h>
 #include <csignal>

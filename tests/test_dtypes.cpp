@@ -2,7 +2,7 @@
 // it (no f32 copy of the frame is materialized), integer arithmetic that wraps like TensorFlow's
 // uint8, reductions, gather indices, variables and checkpoints; checked against plain loops.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
-#include <io/checkpoint.hpp>
+#include <io/checkpoint_directory.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include "test_util.hpp"

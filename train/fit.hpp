@@ -46,7 +46,7 @@
 #include <utility>
 #include <vector>
 #include "../data/pipeline.hpp"
-#include "../io/checkpoint.hpp"
+#include "../io/checkpoint_directory.hpp"
 #include "../io/tensorboard.hpp"
 #include "../runtime/error.hpp"
 #include "../runtime/variables.hpp"
@@ -464,7 +464,7 @@ class checkpoint : public callback {
   // Restores the newest checkpoint into `store` and returns the epoch to resume from (fit's
   // initial_epoch); 0 when the directory holds none. Throws, leaving the store as it was, if the
   // file is corrupt or does not match the store.
-  std::int64_t restore(variables& store) const { return manager_.restore_latest(store).value_or(0); }
+  std::int64_t restore(variables& store) { return manager_.restore_latest(store).value_or(0); }
 
   io::checkpoint_manager& manager() { return manager_; }
 

@@ -10,10 +10,20 @@
 // is the instantiation of kiln::backend_error<"kiln: the cuda backend has no kernel for group
 // kind 'window'">.
 //
-// Gather faults: a run that meets an out-of-range gather index throws, and no group scheduled
-// after the faulting gather changes a variable (the CPU throws from the gather itself; the CUDA
-// backend's assign kernels test the device fault flag before they write). Groups scheduled
-// before it have run on both backends.
+// Gather faults: a run that meets an out-of-range gather index throws and changes no variable.
+// Indices that are a feed (labels, actions, token ids; directly or through a reshape) are checked
+// when the feeds are bound, before any group runs, and the error names the feed
+// (check_feed_indices). For indices computed inside the graph, no group scheduled after the
+// faulting gather changes a variable (the CPU throws from the gather itself; the CUDA backend's
+// assign kernels test the device fault flag before they write), and the CPU executor restores
+// the variables of assigns scheduled before such a gather (rollback_set).
+//
+// Sizes: feed dims and the batch size come from the user. bind_feeds rejects negative extents,
+// element counts that overflow int64, and batch sizes whose memory this plan could not even
+// count (max_batch_size); every size product a backend forms from the batch then fits in int64.
+// Batch 0 is an error for a plan that assigns variables (a step on no samples would still move
+// optimizer step counters and batch-norm statistics); a plan without assigns runs and returns
+// empty outputs.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -23,6 +33,7 @@
 #include <type_traits>
 #include <utility>
 #include "../graph/program.hpp"
+#include "checked.hpp"
 #include "error.hpp"
 #include "outputs.hpp"
 #include "view.hpp"
@@ -75,7 +86,40 @@ template <class P, class Kernels> void run_schedule(Kernels& kernels) {
 template <class P> struct bound_feeds {
   std::array<const void*, std::size_t(P::plan.n_feeds) + 1> data{};
   std::int64_t batch_size = 1;
+  std::string_view batch_feed;  // a feed the batch size came from (for messages); empty when static
 };
+
+// Bytes the plan could need at batch b, bounded above by fixed + per_batch * b: every arena slot,
+// every node's own value (feeds, outputs, staging), counted separately so that any sum a backend
+// forms of them (with its alignment and padding) is covered.
+template <class P> struct batch_bytes {
+  static constexpr std::int64_t slack_per_buffer = 2 * 4096 + 64;  // alignment and page padding
+  static constexpr std::int64_t fixed = [] {
+    std::int64_t f = 0;
+    for (int s = 0; s < P::plan.n_slots; ++s) f += P::plan.slots[std::size_t(s)].fixed + slack_per_buffer;
+    for (std::size_t i = 0; i < P::N; ++i)
+      if (!P::nodes[i].out.dynamic()) f += P::nodes[i].out.static_elements() * std::int64_t(size_of(P::nodes[i].type)) + slack_per_buffer;
+    return f;
+  }();
+  static constexpr std::int64_t per_batch = [] {
+    std::int64_t b = 0;
+    for (int s = 0; s < P::plan.n_slots; ++s) b += P::plan.slots[std::size_t(s)].per_batch;
+    for (std::size_t i = 0; i < P::N; ++i)
+      if (P::nodes[i].out.dynamic()) b += P::nodes[i].out.static_elements() * std::int64_t(size_of(P::nodes[i].type));
+    return b;
+  }();
+};
+
+// The largest batch size whose sizes (bytes of every value and of the whole arena, with padding)
+// stay below 2^62: beyond it the arithmetic itself would overflow, long before any allocation
+// could succeed.
+template <class P> constexpr std::int64_t max_batch_size() {
+  constexpr std::int64_t limit = std::int64_t(1) << 62;
+  constexpr std::int64_t room = limit - batch_bytes<P>::fixed;
+  return batch_bytes<P>::per_batch > 0 ? room / batch_bytes<P>::per_batch : limit;
+}
+
+template <class P> constexpr bool plan_assigns() { return P::plan.count_groups(group_kind::assign) > 0; }
 
 template <class P> bool declared_placeholder(std::string_view name) {
   for (const node& n : P::model_nodes)  // placeholders lowering dropped as unused included
@@ -117,7 +161,9 @@ template <class P> bound_feeds<P> bind_feeds(std::span<const feed> feeds) {
     if (f.value.type != n.type || f.value.shape.rank != n.out.rank) throw mismatch();
     for (int d = 0; d < n.out.rank; ++d) {
       if (n.out.dim[d] == batch) {
-        if (f.value.shape.d[d] < 0) throw mismatch();
+        if (f.value.shape.d[d] < 0)
+          throw error("kiln: feed '" + std::string(f.name) + "' has a negative batch size " + std::to_string(f.value.shape.d[d]) + " (shape " +
+                      to_string(f.value.shape) + ")");
         if (batch_size >= 0 && f.value.shape.d[d] != batch_size)
           throw error("kiln: placeholder '" + std::string(f.name) + "' has batch " + std::to_string(f.value.shape.d[d]) + " but '" +
                       std::string(batch_from) + "' has batch " + std::to_string(batch_size));
@@ -127,7 +173,14 @@ template <class P> bound_feeds<P> bind_feeds(std::span<const feed> feeds) {
         throw mismatch();
       }
     }
-    if (!f.value.data && f.value.shape.elements() > 0) throw error("kiln: feed '" + std::string(f.name) + "' has no data");
+    // Negative or overflowing extents never reach a size computation (a view made from a raw
+    // pointer has no size check of its own).
+    const std::int64_t elements = f.value.shape.checked_elements();
+    std::int64_t feed_bytes = 0;
+    if (elements < 0 || !checked_mul(elements, std::int64_t(size_of(n.type)), feed_bytes))
+      throw error("kiln: feed '" + std::string(f.name) + "' has shape " + to_string(f.value.shape) + ", which " +
+                  (elements < 0 ? f.value.shape.problem() : "has more bytes than int64 can count"));
+    if (!f.value.data && elements > 0) throw error("kiln: feed '" + std::string(f.name) + "' has no data");
     bound[std::size_t(slot)] = true;
     out.data[std::size_t(slot)] = f.value.data;
   }
@@ -137,9 +190,128 @@ template <class P> bound_feeds<P> bind_feeds(std::span<const feed> feeds) {
       throw error("kiln: missing feed for placeholder '" + std::string(n.name.view()) + "' (" + std::string(name_of(n.type)) + " " +
                   to_string(n.out) + ")");
     }
+  if (batch_size > max_batch_size<P>())
+    throw error("kiln: feed '" + std::string(batch_from) + "' has batch size " + std::to_string(batch_size) +
+                ", more than this graph can size in memory (at most " + std::to_string(max_batch_size<P>()) + ")");
+  if constexpr (plan_assigns<P>())
+    if (batch_size == 0)
+      throw error("kiln: feed '" + std::string(batch_from) +
+                  "' has batch size 0, but this graph assigns variables (a step on no samples would still change them); skip the run instead");
   out.batch_size = batch_size < 0 ? 1 : batch_size;
+  if (batch_from) out.batch_feed = batch_from;
   return out;
 }
+
+// ---- gather indices that are feeds ------------------------------------------------------------
+
+// A gather whose indices are a feed (directly or through aliases such as a reshape): its indices
+// can be checked before any group runs.
+struct fed_gather {
+  int group = -1, feed_slot = -1, indices_node = -1, params_node = -1;
+  std::int64_t axis_size = 0;
+};
+
+template <class P> struct fed_gathers {
+  static constexpr int count = [] {
+    int c = 0;
+    for (int g = 0; g < P::plan.n_groups; ++g) {
+      const group_info& info = P::plan.groups[std::size_t(g)];
+      if (info.kind != group_kind::gather) continue;
+      const int r = P::plan.storage_root(P::nodes[std::size_t(info.root)].in[1]);
+      c += P::plan.storage[std::size_t(r)] == storage_kind::feed;
+    }
+    return c;
+  }();
+  static constexpr std::array<fed_gather, std::size_t(count)> list = [] {
+    std::array<fed_gather, std::size_t(count)> a{};
+    std::size_t k = 0;
+    for (int g = 0; g < P::plan.n_groups; ++g) {
+      const group_info& info = P::plan.groups[std::size_t(g)];
+      if (info.kind != group_kind::gather) continue;
+      const node& n = P::nodes[std::size_t(info.root)];
+      const int r = P::plan.storage_root(n.in[1]);
+      if (P::plan.storage[std::size_t(r)] != storage_kind::feed) continue;
+      const int axis = gather_attrs::of(n).axis;
+      a[k++] = {g, P::plan.storage_ref[std::size_t(r)], n.in[1], n.in[0], P::nodes[std::size_t(n.in[0])].out.dim[axis]};
+    }
+    return a;
+  }();
+};
+
+// Whether group g is a gather whose indices bind_feeds' caller checks with check_feed_indices.
+template <class P> constexpr bool gather_indices_are_fed(int g) {
+  for (const fed_gather& f : fed_gathers<P>::list)
+    if (f.group == g) return true;
+  return false;
+}
+
+template <class I> std::int64_t first_out_of_range(const I* idx, std::int64_t n, std::int64_t axis_size) {
+  for (std::int64_t i = 0; i < n; ++i)
+    if (std::int64_t(idx[i]) < 0 || std::int64_t(idx[i]) >= axis_size) return i;
+  return -1;
+}
+
+// Checks every gather index that comes from a host feed, before any group runs: a bad label
+// then fails the run before a batch-norm or optimizer assign scheduled ahead of the gather has
+// changed a variable, and the message names the feed and the position of the bad index.
+template <class P> void check_feed_indices(const bound_feeds<P>& bound) {
+  for (const fed_gather& f : fed_gathers<P>::list) {
+    const node& indices = P::nodes[std::size_t(f.indices_node)];
+    const node& feed_node = P::nodes[std::size_t(P::plan.feeds[std::size_t(f.feed_slot)])];
+    const std::int64_t n = indices.out.elements(bound.batch_size);
+    const void* data = bound.data[std::size_t(f.feed_slot)];
+    std::int64_t bad = -1, value = 0;
+    auto scan = [&](auto* typed) {
+      bad = first_out_of_range(typed, n, f.axis_size);
+      if (bad >= 0) value = std::int64_t(typed[bad]);
+    };
+    switch (indices.type) {
+      case dtype::i32: scan(static_cast<const std::int32_t*>(data)); break;
+      case dtype::i64: scan(static_cast<const std::int64_t*>(data)); break;
+      case dtype::u8: scan(static_cast<const std::uint8_t*>(data)); break;
+      default: continue;  // not an index type the gather kernels read; the kernel reports it
+    }
+    if (bad >= 0) {
+      const node& params = P::nodes[std::size_t(f.params_node)];
+      throw error("kiln: feed '" + std::string(feed_node.name.view()) + "' element " + std::to_string(bad) + ": gather: index " + std::to_string(value) +
+                  " is out of range [0, " + std::to_string(f.axis_size) + ") for params " + std::string(to_text(params.out).view()) +
+                  (params.name.empty() ? "" : " ('" + std::string(params.name.view()) + "')") + "; the run changed no variable");
+    }
+  }
+}
+
+// ---- rollback of assigns ahead of a computed-index gather --------------------------------------
+
+// The variables whose assign is scheduled before a gather that can still fault during the run
+// (one whose indices are computed in the graph): the CPU executor saves them before the
+// schedule and restores them if the run throws. Empty for the common graphs (indices fed, or
+// assigns after every gather), which then pay nothing.
+template <class P> struct rollback_set {
+  static constexpr int last_unchecked_gather_position = [] {
+    int last = -1;
+    for (int pos = 0; pos < P::plan.n_groups; ++pos) {
+      const int g = P::plan.schedule[std::size_t(pos)];
+      if (P::plan.groups[std::size_t(g)].kind == group_kind::gather && !gather_indices_are_fed<P>(g)) last = pos;
+    }
+    return last;
+  }();
+  static constexpr int count = [] {
+    int c = 0;
+    for (int pos = 0; pos < last_unchecked_gather_position; ++pos)
+      c += P::plan.groups[std::size_t(P::plan.schedule[std::size_t(pos)])].kind == group_kind::assign;
+    return c;
+  }();
+  // node ids of the variables
+  static constexpr std::array<int, std::size_t(count)> variables = [] {
+    std::array<int, std::size_t(count)> a{};
+    std::size_t k = 0;
+    for (int pos = 0; pos < last_unchecked_gather_position; ++pos) {
+      const group_info& info = P::plan.groups[std::size_t(P::plan.schedule[std::size_t(pos)])];
+      if (info.kind == group_kind::assign) a[k++] = P::nodes[std::size_t(info.root)].in[0];
+    }
+    return a;
+  }();
+};
 
 // ---- storage and outputs --------------------------------------------------------------------------
 

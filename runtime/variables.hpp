@@ -3,6 +3,7 @@
 #pragma once
 #include <cmath>
 #include <memory>
+#include <new>
 #include <span>
 #include <string>
 #include <vector>
@@ -100,7 +101,16 @@ class variables {
     e->type = n.type;
     e->shape = want;
     e->trainable = n.has(flag_trainable);
-    e->data.reset(std::size_t(want.elements()) * size_of(n.type));
+    // Variable shapes are static, but a graph may declare one too large to count or allocate.
+    std::int64_t bytes = 0;
+    if (want.checked_elements() < 0 || !checked_mul(want.checked_elements(), std::int64_t(size_of(n.type)), bytes))
+      throw error("kiln: variable '" + e->name + "' has shape " + to_string(want) + ", which " +
+                  (want.checked_elements() < 0 ? want.problem() : "has more bytes than int64 can count"));
+    try {
+      e->data.reset(std::size_t(bytes));
+    } catch (const std::bad_alloc&) {
+      throw error("kiln: cannot allocate " + std::to_string(bytes) + " bytes for variable '" + e->name + "' " + to_string(want));
+    }
     detail::with_ctype(n.type, [&](auto zero) {
       using T = decltype(zero);
       detail::fill_initial(reinterpret_cast<T*>(e->data.data()), n, pool, graph_seed);

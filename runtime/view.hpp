@@ -11,6 +11,7 @@
 #include <vector>
 #include "../graph/dtype.hpp"
 #include "../graph/shape.hpp"
+#include "checked.hpp"
 #include "error.hpp"
 
 namespace kiln {
@@ -30,12 +31,26 @@ struct dims {
     for (int i = 0; i < s.rank; ++i) r.d[i] = s.extent(i, batch_size);
     return r;
   }
+  // The element count, or -1 when an extent is negative or the product overflows int64 (dims
+  // come from user input: a wrapped product would let a size check pass; see checked.hpp).
+  std::int64_t checked_elements() const { return kiln::checked_elements(d, rank); }
   std::int64_t elements() const {
-    std::int64_t n = 1;
-    for (int i = 0; i < rank; ++i) n *= d[i];
+    const std::int64_t n = checked_elements();
+    if (n < 0) throw error("kiln: shape " + to_string_of(*this) + " " + problem());
     return n;
   }
+  // Why checked_elements() is -1, for messages.
+  const char* problem() const {
+    for (int i = 0; i < rank; ++i)
+      if (d[i] < 0) return "has a negative dimension";
+    return "has more elements than int64 can count";
+  }
   std::int64_t operator[](int i) const { return d[i]; }
+  static std::string to_string_of(const dims& x) {
+    std::string s = "[";
+    for (int i = 0; i < x.rank; ++i) s += (i ? "," : "") + std::to_string(x.d[i]);
+    return s + "]";
+  }
   friend bool operator==(const dims& a, const dims& b) {
     if (a.rank != b.rank) return false;
     for (int i = 0; i < a.rank; ++i)
@@ -44,11 +59,7 @@ struct dims {
   }
 };
 
-inline std::string to_string(const dims& x) {
-  std::string s = "[";
-  for (int i = 0; i < x.rank; ++i) s += (i ? "," : "") + std::to_string(x.d[i]);
-  return s + "]";
-}
+inline std::string to_string(const dims& x) { return dims::to_string_of(x); }
 inline std::string to_string(const shape& x) { return std::string(to_text(x).view()); }
 
 // A typed view. Indexing with [] drops the leading dim, so b[1] = 10 assigns one element of a
@@ -88,7 +99,8 @@ template <class T> class tensor_view {
   }
   operator T&() const { return item(); }
   const tensor_view& operator=(std::remove_const_t<T> v) const requires(!std::is_const_v<T>) {
-    for (std::int64_t i = 0; i < size(); ++i) data_[i] = v;
+    const std::int64_t n = size();
+    for (std::int64_t i = 0; i < n; ++i) data_[i] = v;
     return *this;
   }
   void assign(std::span<const std::remove_const_t<T>> values) const requires(!std::is_const_v<T>) {
@@ -127,6 +139,8 @@ struct value_ref {
 
 template <scalar_type T> value_ref view(const T* data, dims d) { return {data, dtype_of<T>(), d}; }
 template <scalar_type T> value_ref view(std::span<const T> data, dims d) {
+  if (d.checked_elements() < 0)
+    throw error("kiln: view of " + std::to_string(data.size()) + " values cannot have shape " + to_string(d) + ": it " + d.problem());
   if (std::int64_t(data.size()) != d.elements())
     throw error("kiln: view of " + std::to_string(data.size()) + " values cannot have shape " + to_string(d));
   return {data.data(), dtype_of<T>(), d};

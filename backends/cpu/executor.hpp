@@ -2,7 +2,9 @@
 // and reused after), and runs the groups of the plan in schedule order as direct calls.
 #pragma once
 #include <array>
+#include <cstring>
 #include <ctime>
+#include <new>
 #include <string>
 #include <utility>
 #include "../../runtime/binding.hpp"
@@ -63,16 +65,25 @@ template <class P> class cpu_executor {
 
   const run_outputs<P::NO>& run(std::span<const feed> feeds) {
     const bound_feeds<P> bound = bind_feeds<P>(feeds);
+    check_feed_indices<P>(bound);
     for (int i = 0; i < plan.n_feeds; ++i) values_[std::size_t(plan.feeds[std::size_t(i)])] = const_cast<void*>(bound.data[std::size_t(i)]);
-    prepare_arena(bound.batch_size);
+    prepare_arena(bound.batch_size, bound.batch_feed);
     resolve_aliases<P>(values_.data());
     const cpu_detail::context ctx{values_.data(), bound.batch_size};
     kernels k{ctx};
-#ifdef KILN_PROFILE
-    profile_schedule(k, std::make_index_sequence<std::size_t(plan.n_groups)>{});
-#else
-    run_schedule<P>(k);
-#endif
+    if constexpr (rollback_set<P>::count > 0) {
+      // A gather on computed indices can still fault after these assigns ran: save their
+      // variables so a failed run leaves the whole store as it was.
+      save_rollback();
+      try {
+        run_all(k);
+      } catch (...) {
+        restore_rollback();
+        throw;
+      }
+    } else {
+      run_all(k);
+    }
     set_outputs<P>(outputs_, bound.batch_size, [&](std::size_t, int id) { return values_[std::size_t(id)]; });
     return outputs_;
   }
@@ -88,6 +99,9 @@ template <class P> class cpu_executor {
   std::size_t arena_bytes() const { return arena_.size(); }
 
   static constexpr std::uint64_t graph_seed = P::seed;  // graph::seed: variables without a seed of their own draw from it
+
+  // Bytes of the variables a failing run restores (rollback_set; 0 for most graphs).
+  std::size_t rollback_bytes() const { return rollback_.size(); }
 
   // The CPU's kernel for each group kind (the walk over the plan is runtime/binding.hpp's).
   struct kernels {
@@ -117,7 +131,41 @@ template <class P> class cpu_executor {
   };
 
  private:
-  void prepare_arena(std::int64_t batch_size) {
+  void run_all(kernels& k) {
+#ifdef KILN_PROFILE
+    profile_schedule(k, std::make_index_sequence<std::size_t(plan.n_groups)>{});
+#else
+    run_schedule<P>(k);
+#endif
+  }
+
+  // Copies of the rollback_set variables, one after another at aligned offsets in rollback_
+  // (allocated on the first run, as the arena is).
+  void save_rollback() {
+    if (!rollback_.size()) {
+      std::size_t bytes = 0;
+      for (int v : rollback_set<P>::variables) bytes += std::size_t(align_bytes(std::int64_t(value_bytes<P>(v, 1))));
+      rollback_.reset(bytes);
+    }
+    std::size_t off = 0;
+    for (int v : rollback_set<P>::variables) {
+      const std::size_t bytes = value_bytes<P>(v, 1);
+      std::memcpy(rollback_.data() + off, values_[std::size_t(v)], bytes);
+      off += std::size_t(align_bytes(std::int64_t(bytes)));
+    }
+  }
+  void restore_rollback() {
+    std::size_t off = 0;
+    for (int v : rollback_set<P>::variables) {
+      const std::size_t bytes = value_bytes<P>(v, 1);
+      std::memcpy(values_[std::size_t(v)], rollback_.data() + off, bytes);
+      off += std::size_t(align_bytes(std::int64_t(bytes)));
+    }
+  }
+
+  // bind_feeds has bounded batch_size (max_batch_size), so these sums cannot overflow; an
+  // allocation that fails is reported as a kiln::error naming the batch and its feed.
+  void prepare_arena(std::int64_t batch_size, std::string_view batch_feed) {
     if (batch_size == arena_batch_) return;
     std::array<std::int64_t, N + 1> slot_bytes{};
     std::int64_t bytes = 0;  // plan.arena_bytes(batch_size), plus padding to place large buffers
@@ -128,7 +176,13 @@ template <class P> class cpu_executor {
     if (std::size_t(bytes) > arena_.size()) {
       // Allocate, then swap: when the allocation fails the old arena (and every pointer into it)
       // stays valid, so a retry at the previous batch size still works.
-      aligned_buffer grown{std::size_t(bytes)};
+      aligned_buffer grown;
+      try {
+        grown.reset(std::size_t(bytes));
+      } catch (const std::bad_alloc&) {
+        throw error("kiln: cannot allocate " + std::to_string(bytes) + " bytes of working memory for batch size " + std::to_string(batch_size) +
+                    (batch_feed.empty() ? std::string() : " (feed '" + std::string(batch_feed) + "')"));
+      }
       arena_ = std::move(grown);
       ++arena_allocations_;
     }
@@ -167,6 +221,7 @@ template <class P> class cpu_executor {
   std::array<void*, N + 1> values_{};
   aligned_buffer constants_;
   aligned_buffer arena_;
+  aligned_buffer rollback_;
   std::int64_t arena_batch_ = -1;
   std::int64_t arena_allocations_ = 0;
   run_outputs<P::NO> outputs_{};

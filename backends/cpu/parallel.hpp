@@ -8,6 +8,7 @@
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/partitioner.h>
+#include "../../runtime/checked.hpp"
 
 namespace kiln::cpu_detail {
 
@@ -28,7 +29,7 @@ using chunk_body = void (*)(void* body, std::int64_t begin, std::int64_t end);
 // The one place that instantiates oneTBB's parallel_for: every loop of every graph goes through
 // this non-template function, so oneTBB's task machinery is compiled once, not once per group.
 inline void run_chunks(std::int64_t n, std::int64_t grain, chunk_body fn, void* body) {
-  const std::int64_t chunks = (n + grain - 1) / grain;
+  const std::int64_t chunks = n / grain + (n % grain != 0);  // n + grain - 1 could overflow
   oneapi::tbb::parallel_for(
       oneapi::tbb::blocked_range<std::int64_t>(0, chunks, 1),
       [&](const oneapi::tbb::blocked_range<std::int64_t>& r) {
@@ -45,7 +46,7 @@ inline void run_chunks(std::int64_t n, std::int64_t grain, chunk_body fn, void* 
 template <class F> void parallel_range(std::int64_t n, std::int64_t cost_per_item, F&& f) {
   if (n <= 0) return;
   const std::int64_t grain = grain_for(cost_per_item);
-  if (n <= grain || n * cost_per_item <= inline_work_limit) {
+  if (n <= grain || saturating_mul(n, cost_per_item) <= inline_work_limit) {
     f(std::int64_t(0), n);
     return;
   }

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <span>
 #include <string>
 #include <thread>
@@ -266,13 +267,24 @@ class pipeline {
     }
     const std::int64_t n = data_.size(), b = options_.batch_size;
     batches_per_epoch_ = options_.drop_remainder ? n / b : (n + b - 1) / b;
-    // One slot is the consumer's; the others are being filled or wait in line.
+    // One slot is the consumer's; the others are being filled or wait in line. A slot holds the
+    // largest batch an epoch can have: no more samples than the dataset holds, whatever batch_size.
     const int slots = options_.prefetch == 0 ? 1 : std::max(options_.prefetch, options_.workers) + 1;
-    slots_.resize(std::size_t(slots));
-    for (auto& s : slots_) {
-      s.features.resize(std::size_t(b * largest));
-      if (out_of_place_ > 0) s.scratch.resize(std::size_t(b * largest));
-      s.labels.resize(std::size_t(b));
+    const std::int64_t slot_samples = std::min(b, n);
+    std::int64_t slot_floats = 0;
+    if (__builtin_mul_overflow(slot_samples, largest, &slot_floats) || std::uint64_t(slot_floats) > std::vector<float>().max_size())
+      throw error("kiln: pipeline batch_size " + std::to_string(b) + " of samples of " + std::to_string(largest) +
+                  " values is too large to allocate");
+    try {
+      slots_.resize(std::size_t(slots));
+      for (auto& s : slots_) {
+        s.features.resize(std::size_t(slot_floats));
+        if (out_of_place_ > 0) s.scratch.resize(std::size_t(slot_floats));
+        s.labels.resize(std::size_t(slot_samples));
+      }
+    } catch (const std::bad_alloc&) {
+      throw error("kiln: pipeline batch_size " + std::to_string(b) + ": cannot allocate " + std::to_string(slots) + " batch buffers of " +
+                  std::to_string(slot_samples) + " samples x " + std::to_string(largest) + " floats");
     }
   }
   pipeline(const pipeline&) = delete;

@@ -527,3 +527,56 @@ TEST_CASE("data.pipeline.feeds_an_executor") {
   }
   CHECK(batches == 3);
 }
+
+// ---- labels and batch sizes that do not fit the data (issue 12, defects 6 and 9) ------------------
+
+// Four plain IDX files in Fashion-MNIST's names: 3 train and 2 test images of 2x2, with these labels.
+void write_fashion_files(const fs::path& dir, const std::vector<unsigned char>& train_labels, const std::vector<unsigned char>& test_labels) {
+  write_plain(dir / "train-images-idx3-ubyte", idx_bytes(0x803, {3, 2, 2}, random_bytes(12, 1)));
+  write_plain(dir / "train-labels-idx1-ubyte", idx_bytes(0x801, {3}, train_labels));
+  write_plain(dir / "t10k-images-idx3-ubyte", idx_bytes(0x803, {2, 2, 2}, random_bytes(8, 2)));
+  write_plain(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x801, {2}, test_labels));
+}
+
+TEST_CASE("data.fashion_mnist.labels_out_of_range_name_the_file_and_sample") {
+  temp_dir dir;
+  SUBCASE("labels 0-9 load") {
+    write_fashion_files(dir.path, {0, 9, 5}, {9, 0});
+    const auto sets = data::fashion_mnist(255.0f, dir.path);
+    CHECK(sets.train.size() == 3);
+    CHECK(sets.train.label(1) == 9);
+    CHECK(sets.test.label(0) == 9);
+  }
+  SUBCASE("a training label of 200") {
+    write_fashion_files(dir.path, {0, 200, 5}, {1, 2});
+    const auto m = message_of([&] { data::fashion_mnist(255.0f, dir.path); });
+    CHECK(contains(m, (dir.path / "train-labels-idx1-ubyte").string()));
+    CHECK(contains(m, "sample 1 is 200"));
+    CHECK(contains(m, "10 classes"));
+  }
+  SUBCASE("a test label of 10, one past the last class") {
+    write_fashion_files(dir.path, {0, 1, 2}, {3, 10});
+    const auto m = message_of([&] { data::fashion_mnist(255.0f, dir.path); });
+    CHECK(contains(m, (dir.path / "t10k-labels-idx1-ubyte").string()));
+    CHECK(contains(m, "sample 1 is 10"));
+  }
+}
+
+TEST_CASE("data.pipeline.batch_size_beyond_the_data") {
+  SUBCASE("a batch of a trillion over 5 samples buffers 5 and yields one batch") {
+    data::pipeline p(numbered(5, {2}), {.batch_size = 1'000'000'000'000, .shuffle = false});
+    const auto r = run_epoch(p, 0);
+    CHECK(r.sizes == std::vector<std::int64_t>{5});
+    CHECK(r.labels == std::vector<std::int32_t>{0, 1, 2, 3, 4});
+  }
+  SUBCASE("batch buffers whose size overflows are an error naming batch_size") {
+    data::stage huge;
+    huge.name = "huge";
+    huge.in_place = false;
+    huge.output_shape = [](const kiln::dims&) { return kiln::dims{std::int64_t(1) << 62}; };
+    huge.apply = [](const float*, float*, const kiln::dims&, const data::sample_info&) {};
+    const auto m = message_of([&] { data::pipeline p(numbered(4, {2}), {.batch_size = 4}, {huge}); });
+    CHECK(contains(m, "batch_size 4"));
+    CHECK(contains(m, "too large"));
+  }
+}

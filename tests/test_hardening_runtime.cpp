@@ -181,6 +181,7 @@ TEST_CASE("hardening.runtime.bad_label_leaves_every_variable_unchanged") {
   CHECK_THROWS_WITH_AS(ex.run({{"x", view(d.x, {8, 3})}, {"labels", view(d.labels, {8})}}),
                        doctest::Contains("feed 'labels' element 5: gather: index 200 is out of range [0, 4)"), kiln::error);
   check_unchanged(ex.vars(), before);
+  CHECK(ex.rollback_bytes() == 0);  // fed indices are checked up front: no copies on the hot path
   d.labels[5] = -1;
   CHECK_THROWS_AS(ex.run({{"x", view(d.x, {8, 3})}, {"labels", view(d.labels, {8})}}), kiln::error);
   check_unchanged(ex.vars(), before);
@@ -201,6 +202,7 @@ TEST_CASE("hardening.runtime.computed_index_fault_rolls_back_earlier_assigns") {
   check_unchanged(ex.vars(), before);
   CHECK(ex.variable<std::int64_t>("count").item() == 1);
   CHECK(ex.variable<float>("total").item() == 6);
+  CHECK(ex.rollback_bytes() == 128);  // count and total, each at a 64-byte aligned offset
   // and a good run afterwards continues from the restored values
   const auto& out = ex.run({{"x", view(x, {3})}, {"ids", view(good, {3})}});
   CHECK(out.get<std::int64_t>("count").item() == 2);

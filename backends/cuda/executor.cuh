@@ -100,6 +100,7 @@ template <class P> class cuda_executor {
   const run_outputs<NO>& run(std::span<const feed> feeds) {
     cuda_detail::device_scope on(options_.device);
     const bound_feeds<P> bound = bind_feeds<P>(feeds);
+    check_feed_indices<P>(bound);  // host feeds: a bad label fails before any kernel (or assign) runs
     const std::int64_t batch_size = bound.batch_size;
     prepare(batch_size);
     for (int i = 0; i < P::plan.n_feeds; ++i) {

@@ -1,6 +1,7 @@
 // Shared by the translation units of examples/cartpole (split so that each compiles in well under
 // a minute): the flags, the progress log and the train-then-evaluate driver.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
@@ -51,6 +52,7 @@ class progress_log final : public rl::training_log {
   progress_log(int print_every, summary_writer* tb) : print_every_(print_every), tb_(tb) { scalar_every = 50; }
 
   void episode(const rl::episode_record& e) override {
+    require_finite("the episode return", e.episode_return, e.env_steps);
     if (e.episode % print_every_ == 0) {
       std::printf("episode %6lld  env_steps %8lld  return %5.0f  mean_last_20 %6.1f", static_cast<long long>(e.episode),
                   static_cast<long long>(e.env_steps), e.episode_return, e.mean_return);
@@ -63,6 +65,7 @@ class progress_log final : public rl::training_log {
     }
   }
   void scalar(std::string_view tag, double value, std::int64_t env_steps) override {
+    require_finite("'" + std::string(tag) + "'", value, env_steps);
     auto it = latest_.begin();
     while (it != latest_.end() && it->first != tag) ++it;
     if (it == latest_.end()) latest_.emplace_back(std::string(tag), value);
@@ -81,6 +84,14 @@ class progress_log final : public rl::training_log {
   }
 
  private:
+  // TerminateOnNaN for the agent loop: a NaN or infinite loss or return (e.g. --reward-noise 1e308)
+  // would otherwise train on garbage and exit 0. The error ends learn() and the program, non-zero.
+  static void require_finite(const std::string& what, double value, std::int64_t env_steps) {
+    if (!std::isfinite(value))
+      throw error("cartpole: " + what + " is " + (std::isnan(value) ? "NaN" : "infinite") + " at env step " + std::to_string(env_steps) +
+                  "; training stopped rather than learn from it (a huge --reward-noise overflows the rewards)");
+  }
+
   int print_every_;
   summary_writer* tb_;
   std::vector<std::pair<std::string, double>> latest_;  // in first-logged order: a handful of tags

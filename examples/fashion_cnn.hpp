@@ -126,6 +126,21 @@ class filter_images : public callback {
  public:
   filter_images(std::filesystem::path logdir, const model_info& m) : logdir_(std::move(logdir)), m_(m) {}
   void on_epoch_end(fit_context& ctx, std::int64_t epoch, const fit_logs&) override {
+    if (failed_) return;
+    try {
+      write(ctx, epoch);
+    } catch (const std::exception& e) {  // as callbacks::tensorboard: report once, stop logging, keep training
+      failed_ = true;
+      std::fprintf(stderr, "fashion_cnn: filter images: %s; no more filter images this run\n", e.what());
+      if (writer_) writer_->abandon();
+    }
+  }
+  void on_train_end(fit_context&, const fit_logs&) override {
+    if (writer_ && !failed_) writer_->close();
+  }
+
+ private:
+  void write(fit_context& ctx, std::int64_t epoch) {
     if (!writer_) writer_ = std::make_unique<summary_writer>(logdir_);
     const auto& e = ctx.store->at(m_.first_kernel);
     const float* w = reinterpret_cast<const float*>(e.data.data());
@@ -140,14 +155,11 @@ class filter_images : public callback {
     writer_->image(std::string(m_.first_kernel) + "/filters", filter_grid(k, m_.kernel_h, m_.kernel_w, 1, shown, zoom), epoch);
     writer_->flush();
   }
-  void on_train_end(fit_context&, const fit_logs&) override {
-    if (writer_) writer_->close();
-  }
 
- private:
   std::filesystem::path logdir_;
   model_info m_;
   std::unique_ptr<summary_writer> writer_;
+  bool failed_ = false;
 };
 
 double test_accuracy_of(auto& infer, const data::dataset& test) {
@@ -220,16 +232,21 @@ template <models::network Net> int train_and_test(const flags& f, const model_in
     cbs.push_back(tb.get());
     cbs.push_back(filters.get());
   }
+  // A NaN or infinite loss ends the run with an error naming the epoch, batch and step.
+  callbacks::terminate_on_nan stop_on_nan;
+  cbs.push_back(&stop_on_nan);
   std::unique_ptr<callbacks::checkpoint> ckpt;
   std::int64_t initial_epoch = 0;
   if (!f.checkpoint_dir.empty()) {
+    // Without --resume, a directory holding checkpoints makes fit() refuse before the first epoch.
     ckpt = std::make_unique<callbacks::checkpoint>(f.checkpoint_dir, f.keep_checkpoints);
     if (f.resume) {
-      initial_epoch = std::min(ckpt->restore(store), epochs);
-      if (initial_epoch > 0) std::printf("resumed from %s: %lld epochs done\n", ckpt->manager().latest()->string().c_str(), static_cast<long long>(initial_epoch));
+      const std::int64_t done = ckpt->restore(store);  // the newest valid checkpoint (a bad one is reported and skipped)
+      initial_epoch = std::min(done, epochs);
+      if (done > 0)
+        std::printf("resumed from %s: %lld epoch%s done%s\n", ckpt->restored()->file.string().c_str(), static_cast<long long>(done),
+                    done == 1 ? "" : "s", done >= epochs ? ", nothing left to train" : "");
       else std::printf("no checkpoint in %s: starting from scratch\n", f.checkpoint_dir.c_str());
-    } else if (ckpt->manager().latest()) {
-      std::printf("note: %s already holds checkpoints; without --resume this run starts over and adds its own\n", f.checkpoint_dir.c_str());
     }
     cbs.push_back(ckpt.get());
   }
@@ -249,15 +266,25 @@ template <models::network Net> int train_and_test(const flags& f, const model_in
     if (validation_pipe) std::printf("recalibrated batch norm: validation accuracy %.4f\n", test_accuracy_of(infer, validation_set));
   }
   const double accuracy = test_accuracy_of(infer, test_set);
-  if (tb) {
-    summary_writer test_writer(std::filesystem::path(f.logdir) / "test");
-    test_writer.scalar("test_accuracy", accuracy, epochs);
-    test_writer.close();
-  }
   std::printf("train_seconds: %.2f (%lld images in the train steps)\n", speed.seconds(), static_cast<long long>(speed.images()));
   std::printf("test_accuracy: %.4f\n", accuracy);
   std::printf("train_images_per_second: %.1f\n", speed.images_per_second());
   std::fflush(stdout);
+  // After the results are printed: a failing log directory must not hide them.
+  if (tb && tb->failure().empty()) {
+    try {
+      summary_writer test_writer(std::filesystem::path(f.logdir) / "test");
+      test_writer.scalar("test_accuracy", accuracy, epochs);
+      try {
+        test_writer.close();
+      } catch (...) {
+        test_writer.abandon();  // reported once, by the rethrow below
+        throw;
+      }
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "fashion_cnn: writing test/ summaries failed: %s (the results above stand)\n", e.what());
+    }
+  }
   if (f.min_test_accuracy >= 0 && accuracy < f.min_test_accuracy) {
     std::fprintf(stderr, "fashion_cnn: test accuracy %.4f is below --min-test-accuracy %.4f\n", accuracy, f.min_test_accuracy);
     return 1;

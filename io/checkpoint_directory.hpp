@@ -166,7 +166,10 @@ class checkpoint_manager {
         if (header_step != named_step)
           problem = "its name says step " + std::to_string(named_step) + " but its header says step " + std::to_string(header_step);
       } catch (const error& e) {
+        // "kiln: checkpoint <file> is truncated: ..." -> "it is truncated: ..." (the file is named once)
+        const std::string prefix = "kiln: checkpoint " + file.string() + " ";
         problem = e.what();
+        if (problem.starts_with(prefix)) problem = "it " + problem.substr(prefix.size());
       }
       if (problem.empty()) {
         const std::int64_t step = restore_checkpoint(store, file).step;

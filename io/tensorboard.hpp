@@ -346,6 +346,12 @@ class summary_writer {
     std::lock_guard lock(mutex_);
     file_->close();
   }
+  // Closes without writing what is buffered; later writes throw. For a writer whose failure was
+  // already reported: its destructor would otherwise retry the flush and report it again.
+  void abandon() noexcept {
+    std::lock_guard lock(mutex_);
+    file_->discard();
+  }
 
   const std::filesystem::path& path() const { return file_->path(); }
   const std::filesystem::path& logdir() const { return logdir_; }

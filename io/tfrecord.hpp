@@ -124,6 +124,12 @@ class tfrecord_writer {
     if (::close(fd) != 0) fail("close failed", errno);
   }
 
+  // Closes without writing the buffered records (after a failure that was already reported).
+  void discard() noexcept {
+    pending_.clear();
+    if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+  }
+
   bool is_open() const { return fd_ >= 0; }
   const std::filesystem::path& path() const { return path_; }
   std::size_t pending_bytes() const { return pending_.size(); }

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <tuple>
 #include "mirrored_executor.hpp"
 #include "test_util.hpp"
@@ -142,7 +144,7 @@ struct blob_eval {
 };
 
 // Class i % 2 around ±(1.5, 1.5) with stddev 0.7: the classes overlap by about 0.1%.
-data::dataset blobs(std::int64_t n, std::uint64_t seed) {
+data::dataset blobs(std::int64_t n, std::uint64_t seed, std::int64_t nan_sample = -1) {
   kt::rng r(seed);
   std::vector<float> features(std::size_t(2 * n));
   std::vector<std::int32_t> labels(static_cast<std::size_t>(n));
@@ -154,6 +156,7 @@ data::dataset blobs(std::int64_t n, std::uint64_t seed) {
       features[std::size_t(2 * i + d)] = float(center + 0.7 * std::sqrt(-2 * std::log(u1)) * std::cos(6.283185307179586 * u2));
     }
   }
+  if (nan_sample >= 0) features[std::size_t(2 * nan_sample)] = std::numeric_limits<float>::quiet_NaN();
   return data::dataset(std::move(features), {2}, std::move(labels));
 }
 
@@ -729,4 +732,198 @@ TEST_CASE("fit.stop_training_mid_epoch_and_terminal_output") {
                "\r1/4 [======>.......................] - ETA: 0s - loss: 0.5000"
                "\r2/4 [==============>...............] - ETA: 0s - loss: 0.5000"
                "\r2/4 [==============>...............] - 0s - loss: 0.5000     \n");  // blanks over "ETA: "
+}
+
+// ---- reliability: checkpoints first, directory checks up front, NaN stops training ---------------
+
+namespace {
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const error& e) {
+    return e.what();
+  }
+  return "(no kiln::error thrown)";
+}
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// Counts the train steps fit ran, to prove a check came before the first one.
+struct step_counter : callback {
+  std::int64_t steps = 0;
+  void on_batch_end(fit_context&, std::int64_t, const fit_logs&) override { ++steps; }
+};
+
+// Runs f with stderr redirected to a file; returns what was printed there.
+template <class F>
+std::string stderr_of(F&& f) {
+  const fs::path file = fresh_dir("stderr.txt");
+  fs::create_directories(file.parent_path());
+  std::fflush(stderr);
+  const int saved = ::dup(2);
+  FILE* out = std::fopen(file.c_str(), "w");
+  REQUIRE(out);
+  ::dup2(::fileno(out), 2);
+  try {
+    f();
+  } catch (...) {
+    std::fflush(stderr);
+    ::dup2(saved, 2);
+    ::close(saved);
+    std::fclose(out);
+    throw;
+  }
+  std::fflush(stderr);
+  ::dup2(saved, 2);
+  ::close(saved);
+  std::fclose(out);
+  std::ifstream in(file);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::size_t count_of(const std::string& text, const std::string& part) {
+  std::size_t n = 0;
+  for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
+  return n;
+}
+
+std::vector<std::string> names_in(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Removes the log directory at the end of `epoch`, so the TensorBoard callback's next flush fails
+// ("deleted while open"), as a full disk or a removed mount would make it fail.
+struct remove_logdir_at : callback {
+  fs::path logdir;
+  std::int64_t epoch;
+  remove_logdir_at(fs::path d, std::int64_t e) : logdir(std::move(d)), epoch(e) {}
+  void on_epoch_end(fit_context&, std::int64_t e, const fit_logs&) override {
+    if (e == epoch) fs::remove_all(logdir);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("fit.reliability.failing_tensorboard_costs_no_checkpoint_and_reports_once") {
+  data::pipeline pipe(blobs(40, 1), {.batch_size = 10, .seed = 1});
+  auto train = compile<cpu>(blob_train{});
+  const fs::path logdir = fresh_dir("tb_fail_logs"), ckdir = fresh_dir("tb_fail_ckpt");
+  remove_logdir_at breaker(logdir, 1);
+  callbacks::tensorboard tb(logdir);
+  callbacks::checkpoint ckpt(ckdir, 0);
+  // The logger comes first in the list, the checkpoint last: fit still saves before logging.
+  history h;
+  const std::string printed = stderr_of([&] {
+    h = fit(train, pipe, {.epochs = 4, .metrics = {"loss"}, .callbacks = {&breaker, &tb, &ckpt}, .verbose = 0});
+  });
+  CHECK(h.size() == 4);
+  CHECK(names_in(ckdir) == std::vector<std::string>{"ckpt-1.kiln", "ckpt-2.kiln", "ckpt-3.kiln", "ckpt-4.kiln"});
+  CHECK(contains(tb.failure(), "deleted while open"));
+  CHECK(count_of(printed, "deleted while open") == 1);
+  CHECK(contains(printed, "TensorBoard logging is off for the rest of this run"));
+  fs::remove_all(ckdir.parent_path());
+}
+
+TEST_CASE("fit.reliability.checkpoint_saved_before_a_failing_callback") {
+  // Any callback that throws at the epoch's end (a logger on a full disk) comes after the save.
+  struct failing_logger : callback {
+    void on_epoch_end(fit_context&, std::int64_t, const fit_logs&) override { throw error("logger: No space left on device"); }
+  } logger;
+  data::pipeline pipe(blobs(40, 1), {.batch_size = 10, .seed = 1});
+  auto train = compile<cpu>(blob_train{});
+  const fs::path ckdir = fresh_dir("saved_first");
+  callbacks::checkpoint ckpt(ckdir, 3);
+  CHECK_THROWS_WITH_AS(fit(train, pipe, {.epochs = 3, .metrics = {"loss"}, .callbacks = {&logger, &ckpt}, .verbose = 0}),
+                       "logger: No space left on device", error);
+  CHECK(names_in(ckdir) == std::vector<std::string>{"ckpt-1.kiln"});
+  fs::remove_all(ckdir.parent_path());
+}
+
+TEST_CASE("fit.reliability.checkpoint_directory_errors_before_the_first_epoch") {
+  data::pipeline pipe(blobs(40, 1), {.batch_size = 10, .seed = 1});
+  auto train = compile<cpu>(blob_train{});
+  const fs::path root = fresh_dir("unwritable");
+  fs::create_directories(root);
+  std::ofstream(root / "plain_file") << "x";
+  callbacks::checkpoint ckpt(root / "plain_file" / "ckpt", 3);
+  step_counter counter;
+  const std::string msg = message_of([&] { fit(train, pipe, {.epochs = 2, .metrics = {"loss"}, .callbacks = {&counter, &ckpt}, .verbose = 0}); });
+  CHECK(contains(msg, "cannot create checkpoint directory"));
+  CHECK(contains(msg, "plain_file"));
+  CHECK(counter.steps == 0);
+  fs::remove_all(root.parent_path());
+}
+
+TEST_CASE("fit.reliability.new_run_refuses_a_directory_of_another_run") {
+  const data::dataset set = blobs(40, 1);
+  const fs::path dir = fresh_dir("other_run");
+  {  // run A: 3 epochs, ckpt-1 .. ckpt-3
+    data::pipeline pipe(set, {.batch_size = 10, .seed = 1});
+    auto a = compile<cpu>(blob_train{});
+    callbacks::checkpoint ckpt(dir, 5);
+    fit(a, pipe, {.epochs = 3, .metrics = {"loss"}, .callbacks = {&ckpt}, .verbose = 0});
+  }
+  const auto run_a_files = names_in(dir);
+  REQUIRE(run_a_files == std::vector<std::string>{"ckpt-1.kiln", "ckpt-2.kiln", "ckpt-3.kiln"});
+  const auto run_a_newest = io::read_checkpoint_contents(dir / "ckpt-3.kiln");
+
+  // Run B starts over in the same directory without resuming: refused before any step, A's files kept.
+  data::pipeline pipe(set, {.batch_size = 10, .seed = 2});
+  auto b = compile<cpu>(blob_train{});
+  step_counter counter;
+  callbacks::checkpoint refusing(dir, 2);
+  const std::string msg = message_of([&] { fit(b, pipe, {.epochs = 2, .metrics = {"loss"}, .callbacks = {&counter, &refusing}, .verbose = 0}); });
+  CHECK(contains(msg, "already holds 3 checkpoints newer than step 0"));
+  CHECK(contains(msg, "ckpt-3.kiln"));
+  CHECK(contains(msg, "Resume it"));
+  CHECK(counter.steps == 0);
+  CHECK(names_in(dir) == run_a_files);
+
+  // A resume of A (initial_epoch 3 from its checkpoint) is accepted and continues A.
+  {
+    data::pipeline pipe_a(set, {.batch_size = 10, .seed = 1});
+    auto a2 = compile<cpu>(blob_train{});
+    callbacks::checkpoint resuming(dir, 5);
+    const std::int64_t initial = resuming.restore(a2.vars());
+    CHECK(initial == 3);
+    REQUIRE(resuming.restored());
+    CHECK(resuming.restored()->file == dir / "ckpt-3.kiln");
+    fit(a2, pipe_a, {.epochs = 4, .initial_epoch = initial, .metrics = {"loss"}, .callbacks = {&resuming}, .verbose = 0});
+    CHECK(names_in(dir) == std::vector<std::string>{"ckpt-1.kiln", "ckpt-2.kiln", "ckpt-3.kiln", "ckpt-4.kiln"});
+  }
+
+  // With overwrite, B deletes them first; its own checkpoints are all kept (keep_last 2).
+  callbacks::checkpoint overwriting(dir, 2, 1, io::existing_checkpoints::overwrite);
+  fit(b, pipe, {.epochs = 3, .metrics = {"loss"}, .callbacks = {&overwriting}, .verbose = 0});
+  CHECK(names_in(dir) == std::vector<std::string>{"ckpt-2.kiln", "ckpt-3.kiln"});
+  CHECK(io::read_checkpoint_contents(dir / "ckpt-3.kiln").step == 3);
+  (void)run_a_newest;
+  fs::remove_all(dir.parent_path());
+}
+
+TEST_CASE("fit.reliability.terminate_on_nan_names_epoch_batch_step_and_output") {
+  // Sample 25 holds a NaN pixel; unshuffled batches of 10 put it in batch 2 of each epoch.
+  data::pipeline pipe(blobs(40, 1, /*nan_sample*/ 25), {.batch_size = 10, .shuffle = false});
+  auto train = compile<cpu>(blob_train{});
+  const fs::path ckdir = fresh_dir("nan_ckpt");
+  callbacks::terminate_on_nan stop_on_nan;
+  callbacks::checkpoint ckpt(ckdir, 3);
+  step_counter counter;
+  try {
+    fit(train, pipe, {.epochs = 3, .metrics = {"loss", "acc"}, .callbacks = {&ckpt, &stop_on_nan, &counter}, .verbose = 0});
+    FAIL("fit returned normally after a NaN loss");
+  } catch (const callbacks::non_finite_error& e) {
+    CHECK(e.output == "loss");
+    CHECK(std::isnan(e.value));
+    CHECK(e.epoch == 0);
+    CHECK(e.batch == 2);
+    CHECK(e.global_step == 3);
+    CHECK(contains(e.what(), "output 'loss' is NaN at epoch 0, batch 2 (global step 3)"));
+  }
+  CHECK(counter.steps == 2);  // the callbacks after it did not see the NaN step
+  CHECK((!fs::exists(ckdir) || names_in(ckdir).empty()));  // no checkpoint of NaN weights
+  fs::remove_all(ckdir.parent_path());
 }

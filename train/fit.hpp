@@ -29,10 +29,13 @@
 // device's state and their writes (restored weights) reach it; per step it only tells the
 // executor which variable the learning-rate scheduler wrote (mark_host_written).
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <limits>
@@ -156,6 +159,10 @@ class callback {
   virtual void on_batch_end(fit_context&, std::int64_t /*batch within the epoch*/, const fit_logs&) {}
   virtual void on_epoch_end(fit_context&, std::int64_t /*epoch*/, const fit_logs&) {}
   virtual void on_train_end(fit_context&, const fit_logs& /*the last epoch's*/) {}
+  // Callbacks that save the training state (checkpoints) run first at the end of an epoch and of
+  // training, whatever their place in fit_options::callbacks: a failing logger (a full disk under
+  // TensorBoard) must not end fit() before the epoch that just trained is saved.
+  virtual bool saves_training_state() const { return false; }
 };
 
 // Keras' History: per-epoch values of every log, in the order they first appeared.
@@ -286,6 +293,9 @@ inline history fit(const step_runner& train, data::pipeline& data, const fit_opt
     bar.emplace(std::move(p));
   }
 
+  std::vector<callback*> savers_first = o.callbacks;
+  std::stable_partition(savers_first.begin(), savers_first.end(), [](const callback* c) { return c->saves_training_state(); });
+
   for (callback* c : o.callbacks) c->on_train_begin(ctx);
   for (std::int64_t epoch = o.initial_epoch; epoch < o.epochs && !ctx.stop_training; ++epoch) {
     ctx.epoch = epoch;
@@ -312,10 +322,10 @@ inline history fit(const step_runner& train, data::pipeline& data, const fit_opt
     if (bar) bar->end_epoch(epoch_logs);
     h.append(epoch, epoch_logs);
     ctx.store = &train.vars();
-    for (callback* c : o.callbacks) c->on_epoch_end(ctx, epoch, epoch_logs);
+    for (callback* c : savers_first) c->on_epoch_end(ctx, epoch, epoch_logs);
   }
   ctx.store = &train.vars();
-  for (callback* c : o.callbacks) c->on_train_end(ctx, epoch_logs);
+  for (callback* c : savers_first) c->on_train_end(ctx, epoch_logs);
   return h;
 }
 
@@ -398,15 +408,53 @@ class tensorboard : public callback {
       throw error("kiln: tensorboard callback: update_freq and histogram_freq must be >= 0");
   }
 
+  // A log directory that cannot be created fails here, before the first epoch.
   void on_train_begin(fit_context&) override {
+    failure_.clear();
     train_ = std::make_unique<summary_writer>(logdir_ / "train");
     validation_.reset();
   }
   void on_batch_end(fit_context& ctx, std::int64_t, const fit_logs& logs) override {
-    if (options_.update_freq == 0 || ctx.global_step % options_.update_freq != 0) return;
-    for (const auto& [name, v] : logs) train_writer().scalar("batch_" + name, v, ctx.global_step);
+    if (options_.update_freq == 0 || ctx.global_step % options_.update_freq != 0 || !failure_.empty()) return;
+    guarded([&] {
+      for (const auto& [name, v] : logs) train_writer().scalar("batch_" + name, v, ctx.global_step);
+    });
   }
   void on_epoch_end(fit_context& ctx, std::int64_t epoch, const fit_logs& logs) override {
+    if (failure_.empty()) guarded([&] { write_epoch(ctx, epoch, logs); });
+  }
+  void on_train_end(fit_context&, const fit_logs&) override {
+    if (failure_.empty()) guarded([&] {
+      if (train_) train_->close();
+      if (validation_) validation_->close();
+    });
+  }
+
+  // The event files of the last fit (empty before one).
+  std::filesystem::path train_file() const { return train_ ? train_->path() : std::filesystem::path{}; }
+  std::filesystem::path validation_file() const { return validation_ ? validation_->path() : std::filesystem::path{}; }
+  // Why logging stopped during the last fit (a write or flush that failed); empty if it did not.
+  const std::string& failure() const { return failure_; }
+
+ private:
+  // Logging must never cost training results: a failing write (disk full, log directory removed)
+  // is reported once on stderr and turns the callback off for the rest of the fit, which goes on
+  // training and checkpointing. The writers drop what they buffered, so their destructors do not
+  // report the same failure again.
+  template <class F>
+  void guarded(F&& write) {
+    try {
+      write();
+    } catch (const std::exception& e) {
+      failure_ = e.what();
+      std::fprintf(stderr, "kiln: tensorboard callback: %s; TensorBoard logging is off for the rest of this run (training continues)\n",
+                   failure_.c_str());
+      if (train_) train_->abandon();
+      if (validation_) validation_->abandon();
+    }
+  }
+
+  void write_epoch(fit_context& ctx, std::int64_t epoch, const fit_logs& logs) {
     for (const auto& [name, v] : logs) {
       if (name.starts_with("val_")) {
         if (!validation_) validation_ = std::make_unique<summary_writer>(logdir_ / "validation");
@@ -426,16 +474,7 @@ class tensorboard : public callback {
     train_writer().flush();
     if (validation_) validation_->flush();
   }
-  void on_train_end(fit_context&, const fit_logs&) override {
-    if (train_) train_->close();
-    if (validation_) validation_->close();
-  }
 
-  // The event files of the last fit (empty before one).
-  std::filesystem::path train_file() const { return train_ ? train_->path() : std::filesystem::path{}; }
-  std::filesystem::path validation_file() const { return validation_ ? validation_->path() : std::filesystem::path{}; }
-
- private:
   summary_writer& train_writer() {
     if (!train_) train_ = std::make_unique<summary_writer>(logdir_ / "train");
     return *train_;
@@ -444,6 +483,7 @@ class tensorboard : public callback {
   std::filesystem::path logdir_;
   tensorboard_options options_;
   std::unique_ptr<summary_writer> train_, validation_;
+  std::string failure_;
 };
 
 // ---- checkpoints ------------------------------------------------------------------------------------
@@ -451,26 +491,78 @@ class tensorboard : public callback {
 // Saves the whole variable store (weights, optimizer slots and counters, metric state) every
 // `every` epochs as <dir>/ckpt-<epochs done>.kiln, keeping the newest `keep_last`. The checkpoint
 // step is the number of epochs completed, so restore() returns the epoch to resume from.
+// Before the first epoch (on_train_begin) the directory must be writable and hold no checkpoint
+// newer than fit's initial_epoch (another run's, or a run that should have been resumed): an
+// error then, not a lost hour of training or someone else's files deleted by keep-last-K. Pass
+// io::existing_checkpoints::overwrite to delete such files instead. See io/checkpoint_directory.hpp.
 class checkpoint : public callback {
  public:
-  explicit checkpoint(std::filesystem::path dir, int keep_last = 5, std::int64_t every = 1) : manager_(std::move(dir), keep_last), every_(every) {
+  explicit checkpoint(std::filesystem::path dir, int keep_last = 5, std::int64_t every = 1,
+                      io::existing_checkpoints existing = io::existing_checkpoints::refuse)
+      : manager_(std::move(dir), keep_last), every_(every), existing_(existing) {
     if (every_ < 1) throw error("kiln: checkpoint callback: `every` must be >= 1 epoch, got " + std::to_string(every_));
   }
 
+  void on_train_begin(fit_context& ctx) override { manager_.prepare(ctx.epoch, existing_); }
   void on_epoch_end(fit_context& ctx, std::int64_t epoch, const fit_logs&) override {
     if ((epoch + 1) % every_ == 0) manager_.save(*ctx.store, epoch + 1);
   }
+  bool saves_training_state() const override { return true; }
 
-  // Restores the newest checkpoint into `store` and returns the epoch to resume from (fit's
-  // initial_epoch); 0 when the directory holds none. Throws, leaving the store as it was, if the
-  // file is corrupt or does not match the store.
+  // Restores the newest valid checkpoint into `store` and returns the epoch to resume from (fit's
+  // initial_epoch, = the epochs done); 0 when the directory holds none. Unusable newer files are
+  // reported and moved aside (checkpoint_manager::restore_latest); restored() names the file used.
+  // Throws, leaving the store as it was, if the checkpoint does not match the store.
   std::int64_t restore(variables& store) { return manager_.restore_latest(store).value_or(0); }
+  const std::optional<io::checkpoint_manager::restored_checkpoint>& restored() const { return manager_.restored(); }
 
   io::checkpoint_manager& manager() { return manager_; }
 
  private:
   io::checkpoint_manager manager_;
   std::int64_t every_;
+  io::existing_checkpoints existing_;
+};
+
+// ---- TerminateOnNaN -------------------------------------------------------------------------------
+
+// Thrown by terminate_on_nan: where training met a non-finite logged value.
+class non_finite_error : public error {
+ public:
+  non_finite_error(const std::string& message, std::string output, double value, std::int64_t epoch, std::int64_t batch, std::int64_t global_step)
+      : error(message), output(std::move(output)), value(value), epoch(epoch), batch(batch), global_step(global_step) {}
+  std::string output;  // the log's name ("loss", "val_loss")
+  double value;        // NaN or +-infinity
+  std::int64_t epoch, batch, global_step;  // batch -1: found in the epoch's validation logs
+};
+
+// Keras' TerminateOnNaN, stricter: after every train step (and every validation), a NaN or
+// infinite logged output ends fit() with a non_finite_error naming the output, the epoch, the
+// batch and the global step. It throws instead of setting stop_training so that the epoch's end
+// never runs: no checkpoint of non-finite weights is written over a good one, and a program that
+// does not catch it exits non-zero. Put it in fit_options::callbacks; it costs one isfinite per
+// logged output per step. To find the op that produced the first non-finite value, re-run the
+// batch with a graph that outputs intermediate tensors (see docs/reliability.md).
+class terminate_on_nan : public callback {
+ public:
+  void on_batch_end(fit_context& ctx, std::int64_t batch, const fit_logs& logs) override { check(ctx, batch, logs); }
+  void on_epoch_end(fit_context& ctx, std::int64_t, const fit_logs& logs) override { check(ctx, -1, logs); }
+
+ private:
+  static void check(const fit_context& ctx, std::int64_t batch, const fit_logs& logs) {
+    for (const auto& [name, v] : logs) {
+      if (std::isfinite(v)) continue;
+      const std::string what = std::isnan(v) ? "NaN" : (v > 0 ? "+infinity" : "-infinity");
+      const std::string where = batch >= 0 ? "epoch " + std::to_string(ctx.epoch) + ", batch " + std::to_string(batch) + " (global step " +
+                                                 std::to_string(ctx.global_step) + ")"
+                                           : "the validation after epoch " + std::to_string(ctx.epoch) + " (global step " +
+                                                 std::to_string(ctx.global_step) + ")";
+      throw non_finite_error("kiln: terminate_on_nan: output '" + name + "' is " + what + " at " + where +
+                                 "; training stopped before this epoch was checkpointed (the weights are probably no longer finite). "
+                                 "Look for NaN/infinite inputs, or resume from the last checkpoint with a lower learning rate",
+                             name, v, ctx.epoch, batch, ctx.global_step);
+    }
+  }
 };
 
 // ---- early stopping ---------------------------------------------------------------------------------

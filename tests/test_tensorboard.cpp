@@ -756,17 +756,7 @@ TEST_CASE("tensorboard.errors.unwritable_log_dir") {
   CHECK_THROWS_WITH_AS(kiln::summary_writer{file}, doctest::Contains(file.string().c_str()), kiln::error);
 }
 
-TEST_CASE("tensorboard.errors.full_disk") {
-  if (!fs::exists("/dev/full")) {
-    MESSAGE("no /dev/full: skipped");
-    return;
-  }
-  kiln::io::tfrecord_writer w("/dev/full");
-  w.write("some record");
-  CHECK_THROWS_WITH_AS(w.flush(), doctest::Contains("/dev/full"), kiln::error);
-  CHECK(w.pending_bytes() > 0);  // kept, not dropped
-  CHECK_THROWS_AS(w.close(), kiln::error);
-}
+// The full-disk case is test_tensorboard_full_disk.cpp (its own executable: SKIP without /dev/full).
 
 TEST_CASE("tensorboard.errors.log_dir_removed") {
   temp_dir dir;

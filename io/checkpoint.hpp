@@ -27,10 +27,12 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+#include "../runtime/checked.hpp"
 #include "../runtime/error.hpp"
 #include "../runtime/variables.hpp"
 
@@ -173,46 +175,57 @@ inline void sync_directory(const std::filesystem::path& dir) {
   if (rc != 0) throw error("kiln: fsync of checkpoint directory " + dir.string() + " failed: " + errno_text(code));
 }
 
-inline std::vector<unsigned char> read_whole_file(const std::filesystem::path& file) {
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw error("kiln: cannot open checkpoint " + file.string() + ": " + errno_text(errno));
-  struct stat st{};
-  if (::fstat(fd, &st) != 0) {
-    const int code = errno;
-    ::close(fd);
-    throw error("kiln: cannot stat checkpoint " + file.string() + ": " + errno_text(code));
-  }
-  std::vector<unsigned char> bytes(std::size_t(st.st_size));
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int code = errno;
-      ::close(fd);
-      throw error("kiln: reading checkpoint " + file.string() + " failed" + (n < 0 ? ": " + errno_text(code) : ": it shrank while being read"));
-    }
-    done += std::size_t(n);
-  }
-  ::close(fd);
-  return bytes;
-}
-
-// Checks the whole file; on success every tensor's data lies at [offset, offset + bytes).
-inline checkpoint_contents parse(const std::vector<unsigned char>& f, const std::string& file) {
-  const std::string where = "kiln: checkpoint " + file;
+// Checks the fixed header (magic, version, CRC) of `f`, which may be just the first bytes of the
+// file; returns the tensor count.
+inline std::uint32_t check_header(std::span<const unsigned char> f, std::uint64_t file_bytes, const std::string& where) {
   const std::size_t magic_part = std::min(f.size(), checkpoint_magic.size());
   if (magic_part > 0 && std::memcmp(f.data(), checkpoint_magic.data(), magic_part) != 0) throw error(where + " is not a kiln checkpoint (bad magic)");
   if (f.size() < header_bytes)
-    throw error(where + " is truncated: " + std::to_string(f.size()) + " bytes, shorter than the " + std::to_string(header_bytes) + "-byte header");
+    throw error(where + " is truncated: " + std::to_string(file_bytes) + " bytes, shorter than the " + std::to_string(header_bytes) + "-byte header");
   const std::uint32_t version = get_u32(f.data() + 8);
   if (version != checkpoint_version)
     throw error(where + " has format version " + std::to_string(version) + "; this build reads version " + std::to_string(checkpoint_version));
   const std::uint32_t header_crc = crc32_of(f.data(), 28);
   if (get_u32(f.data() + 28) != header_crc)
     throw error(where + " is corrupt: header CRC mismatch (stored " + hex(get_u32(f.data() + 28)) + ", computed " + hex(header_crc) + ")");
+  return get_u32(f.data() + 12);
+}
+
+// Reads the file, checking its header before reading (or allocating for) the rest, so a large file
+// that is not a checkpoint costs 32 bytes of reading, not its size.
+inline std::vector<unsigned char> read_whole_file(const std::filesystem::path& file) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw error("kiln: cannot open checkpoint " + file.string() + ": " + errno_text(errno));
+  struct fd_closer {
+    int fd;
+    ~fd_closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) throw error("kiln: cannot stat checkpoint " + file.string() + ": " + errno_text(errno));
+  if (!S_ISREG(st.st_mode)) throw error("kiln: checkpoint " + file.string() + " is not a regular file");
+  const std::size_t size = std::size_t(st.st_size);
+  std::vector<unsigned char> bytes(std::min(size, header_bytes));
+  auto read_into = [&](std::size_t from, std::size_t to) {
+    for (std::size_t done = from; done < to;) {
+      const ssize_t n = ::read(fd, bytes.data() + done, to - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0)
+        throw error("kiln: reading checkpoint " + file.string() + " failed" + (n < 0 ? ": " + errno_text(errno) : std::string(": it shrank while being read")));
+      done += std::size_t(n);
+    }
+  };
+  read_into(0, bytes.size());
+  check_header(bytes, size, "kiln: checkpoint " + file.string());
+  bytes.resize(size);
+  read_into(header_bytes, size);
+  return bytes;
+}
+
+// Checks the whole file; on success every tensor's data lies at [offset, offset + bytes).
+inline checkpoint_contents parse(std::span<const unsigned char> f, const std::string& file) {
+  const std::string where = "kiln: checkpoint " + file;
+  const std::uint32_t count = check_header(f, f.size(), where);
   checkpoint_contents c;
-  const std::uint32_t count = get_u32(f.data() + 12);
   c.step = std::int64_t(get_u64(f.data() + 16));
 
   std::size_t at = header_bytes;
@@ -226,7 +239,7 @@ inline checkpoint_contents parse(const std::vector<unsigned char>& f, const std:
     const std::size_t record = at;
     need(8, "the record header of " + which);
     const std::uint32_t name_length = get_u32(f.data() + at);
-    const std::uint8_t code = f[at + 4], rank = f[at + 5], flags = f[at + 6];
+    const std::uint8_t code = f[at + 4], rank = f[at + 5], flags = f[at + 6], reserved = f[at + 7];
     if (name_length == 0 || name_length > max_name_length || rank > max_rank)
       throw error(where + " is corrupt: the record header of " + which + " declares name length " + std::to_string(name_length) + " and rank " +
                   std::to_string(rank));
@@ -247,10 +260,16 @@ inline checkpoint_contents parse(const std::vector<unsigned char>& f, const std:
     const auto type = dtype_from_code(code);
     if (!type) throw error(where + " is corrupt: tensor '" + t.name + "' has unknown dtype code " + std::to_string(code));
     t.type = *type;
+    if ((flags & ~1u) != 0 || reserved != 0)
+      throw error(where + " is corrupt: tensor '" + t.name + "' has unknown flags " + std::to_string(flags) + " / " + std::to_string(reserved));
     t.trainable = flags & 1;
     for (int d = 0; d < rank; ++d)
       if (t.shape.d[d] < 0) throw error(where + " is corrupt: tensor '" + t.name + "' has a negative dimension");
-    if (t.bytes != std::uint64_t(t.shape.elements()) * size_of(t.type))
+    // Forged dims pass the CRCs; their product must not overflow (checked, not wrapped or UB).
+    std::int64_t expected_bytes = 0;
+    if (t.shape.checked_elements() < 0 || !checked_mul(t.shape.checked_elements(), std::int64_t(size_of(t.type)), expected_bytes))
+      throw error(where + " is corrupt: tensor '" + t.name + "' has dims " + to_string(t.shape) + " whose size int64 cannot count");
+    if (t.bytes != std::uint64_t(expected_bytes))
       throw error(where + " is corrupt: tensor '" + t.name + "' is " + std::string(name_of(t.type)) + " " + to_string(t.shape) + " but declares " +
                   std::to_string(t.bytes) + " data bytes");
     for (const auto& other : c.tensors)
@@ -316,12 +335,18 @@ inline checkpoint_contents read_checkpoint_contents(const std::filesystem::path&
   return detail::parse(detail::read_whole_file(file), file.string());
 }
 
-// Loads every variable of `store` from `file`. All of them must be in the file with the same
-// dtype and shape; tensors of the file that the store lacks are listed in `unused`. On any error
-// the store keeps its values.
-inline restore_result restore_checkpoint(variables& store, const std::filesystem::path& file) {
-  const auto bytes = detail::read_whole_file(file);
-  const auto contents = detail::parse(bytes, file.string());
+// The same from the bytes of a checkpoint in memory; `name` is used in messages.
+inline checkpoint_contents read_checkpoint_contents(std::span<const std::byte> bytes, const std::string& name) {
+  return detail::parse({reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size()}, name);
+}
+
+// Loads every variable of `store` from the checkpoint `bytes` (`name` is used in messages). All
+// of them must be in it with the same dtype, shape and trainable flag; tensors the store lacks are
+// listed in `unused`. On any error the store keeps its values.
+inline restore_result restore_checkpoint(variables& store, std::span<const std::byte> bytes_in, const std::string& name) {
+  const std::span<const unsigned char> bytes(reinterpret_cast<const unsigned char*>(bytes_in.data()), bytes_in.size());
+  const std::string file = name;
+  const auto contents = detail::parse(bytes, file);
   std::vector<const checkpoint_tensor*> source(store.size(), nullptr);
   std::string problems;
   for (std::size_t i = 0; i < store.size(); ++i) {
@@ -337,9 +362,13 @@ inline restore_result restore_checkpoint(variables& store, const std::filesystem
     } else if (t->type != e.type || !(t->shape == e.shape)) {
       problems += "\n  variable '" + e.name + "' is " + have + " in the store but " + std::string(name_of(t->type)) + " " + to_string(t->shape) +
                   " in the checkpoint";
+    } else if (t->trainable != e.trainable) {
+      // A trainable weight restored from a non-trainable statistic (or the reverse) is another model.
+      auto kind = [](bool trainable) { return trainable ? "trainable" : "not trainable"; };
+      problems += "\n  variable '" + e.name + "' is " + kind(e.trainable) + " in the store but " + kind(t->trainable) + " in the checkpoint";
     }
   }
-  if (!problems.empty()) throw error("kiln: cannot restore checkpoint " + file.string() + ":" + problems);
+  if (!problems.empty()) throw error("kiln: cannot restore checkpoint " + file + ":" + problems);
   restore_result r;
   r.step = contents.step;
   for (std::size_t i = 0; i < store.size(); ++i) {
@@ -352,6 +381,12 @@ inline restore_result restore_checkpoint(variables& store, const std::filesystem
     if (!used) r.unused.push_back(t.name);
   }
   return r;
+}
+
+// Loads every variable of `store` from `file`; see above.
+inline restore_result restore_checkpoint(variables& store, const std::filesystem::path& file) {
+  const auto bytes = detail::read_whole_file(file);
+  return restore_checkpoint(store, std::as_bytes(std::span(bytes)), file.string());
 }
 
 }  // namespace kiln::io

@@ -245,6 +245,18 @@ template <class P> constexpr bool gather_indices_are_fed(int g) {
   return false;
 }
 
+// Whether group g is a gather whose indices are an argmax over an axis no longer than the
+// gather's (directly or through aliases): in range by construction, so it cannot fault (Double
+// DQN's target network valued at the online network's greedy action).
+template <class P> constexpr bool gather_indices_are_argmax(int g) {
+  const node& n = P::nodes[std::size_t(P::plan.groups[std::size_t(g)].root)];
+  const node& indices = P::nodes[std::size_t(P::plan.storage_root(n.in[1]))];
+  if (indices.kind != op::argmax) return false;
+  const std::int64_t choices = P::nodes[std::size_t(indices.in[0])].out.dim[reduce_attrs::of(indices).first];
+  const std::int64_t axis_size = P::nodes[std::size_t(n.in[0])].out.dim[gather_attrs::of(n).axis];
+  return choices != batch && axis_size != batch && choices <= axis_size;
+}
+
 template <class I> std::int64_t first_out_of_range(const I* idx, std::int64_t n, std::int64_t axis_size) {
   for (std::int64_t i = 0; i < n; ++i)
     if (std::int64_t(idx[i]) < 0 || std::int64_t(idx[i]) >= axis_size) return i;
@@ -283,15 +295,15 @@ template <class P> void check_feed_indices(const bound_feeds<P>& bound) {
 // ---- rollback of assigns ahead of a computed-index gather --------------------------------------
 
 // The variables whose assign is scheduled before a gather that can still fault during the run
-// (one whose indices are computed in the graph): the CPU executor saves them before the
-// schedule and restores them if the run throws. Empty for the common graphs (indices fed, or
-// assigns after every gather), which then pay nothing.
+// (one whose indices are computed in the graph, other than an argmax): the CPU executor saves
+// them before the schedule and restores them if the run throws. Empty for the common graphs
+// (indices fed or an argmax, or assigns after every gather), which then pay nothing.
 template <class P> struct rollback_set {
   static constexpr int last_unchecked_gather_position = [] {
     int last = -1;
     for (int pos = 0; pos < P::plan.n_groups; ++pos) {
       const int g = P::plan.schedule[std::size_t(pos)];
-      if (P::plan.groups[std::size_t(g)].kind == group_kind::gather && !gather_indices_are_fed<P>(g)) last = pos;
+      if (P::plan.groups[std::size_t(g)].kind == group_kind::gather && !gather_indices_are_fed<P>(g) && !gather_indices_are_argmax<P>(g)) last = pos;
     }
     return last;
   }();

@@ -209,3 +209,24 @@ TEST_CASE("hardening.runtime.computed_index_fault_rolls_back_earlier_assigns") {
   CHECK(out.get<float>("total").item() == 12);
   CHECK(out.get<float>("rows").to_vector() == std::vector<float>{0, 1, 4, 5, 4, 5});
 }
+
+// An argmax index is in range by construction (Double DQN's greedy action): no rollback copies
+// even though an assign is scheduled before the gather.
+TEST_CASE("hardening.runtime.argmax_index_gather_needs_no_rollback") {
+  constexpr auto model = [] {
+    graph g;
+    tensor count = g.variable("count", i64, {}, init::zeros(), false);
+    g.output("count", assign_add(count, g.scalar(1, i64)));
+    tensor q = g.placeholder("q", f32, {batch, 4});
+    tensor table = g.variable("table", f32, {4, 2}, init::arange(0));
+    g.output("rows", gather(table, argmax(q, -1)));
+    return g;
+  };
+  using P = decltype(compile<cpu>(model))::program_type;
+  REQUIRE(position_of<P>(group_kind::assign) < position_of<P>(group_kind::gather));
+  auto ex = compile<cpu>(model);
+  const std::vector<float> q{0, 5, 1, 2, 9, 0, 0, 0};
+  const auto& out = ex.run({{"q", view(q, {2, 4})}});
+  CHECK(out.get<float>("rows").to_vector() == std::vector<float>{2, 3, 0, 1});
+  CHECK(ex.rollback_bytes() == 0);
+}

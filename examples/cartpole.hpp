@@ -88,7 +88,7 @@ class progress_log final : public rl::training_log {
   // would otherwise train on garbage and exit 0. The error ends learn() and the program, non-zero.
   static void require_finite(const std::string& what, double value, std::int64_t env_steps) {
     if (!std::isfinite(value))
-      throw error("cartpole: " + what + " is " + (std::isnan(value) ? "NaN" : "infinite") + " at env step " + std::to_string(env_steps) +
+      throw error(what + " is " + (std::isnan(value) ? "NaN" : "infinite") + " at env step " + std::to_string(env_steps) +
                   "; training stopped rather than learn from it (a huge --reward-noise overflows the rewards)");
   }
 

@@ -542,7 +542,7 @@ class non_finite_error : public error {
 // never runs: no checkpoint of non-finite weights is written over a good one, and a program that
 // does not catch it exits non-zero. Put it in fit_options::callbacks; it costs one isfinite per
 // logged output per step. To find the op that produced the first non-finite value, re-run the
-// batch with a graph that outputs intermediate tensors (see docs/reliability.md).
+// batch through first_non_finite<Graph> (train/check_numerics.hpp).
 class terminate_on_nan : public callback {
  public:
   void on_batch_end(fit_context& ctx, std::int64_t batch, const fit_logs& logs) override { check(ctx, batch, logs); }
@@ -559,7 +559,8 @@ class terminate_on_nan : public callback {
                                                  std::to_string(ctx.global_step) + ")";
       throw non_finite_error("kiln: terminate_on_nan: output '" + name + "' is " + what + " at " + where +
                                  "; training stopped before this epoch was checkpointed (the weights are probably no longer finite). "
-                                 "Look for NaN/infinite inputs, or resume from the last checkpoint with a lower learning rate",
+                                 "first_non_finite<Graph>(batch feeds, store) of train/check_numerics.hpp names the op that produced it; "
+                                 "then fix the input or resume from the last checkpoint with a lower learning rate",
                              name, v, ctx.epoch, batch, ctx.global_step);
     }
   }

@@ -254,7 +254,7 @@ template <models::network Net> int train_and_test(const flags& f, const model_in
   fit_options o{.epochs = epochs, .initial_epoch = initial_epoch, .metrics = {"loss", "acc"}, .features = "images", .labels = "labels",
                 .callbacks = cbs};
   if (validation_pipe) o.validation = validation_data(eval, *validation_pipe);
-  fit(train, train_pipe, o);
+  if (initial_epoch < epochs) fit(train, train_pipe, o);  // a checkpoint past --epochs: only the test is left
 
   // The moving statistics are an average over the last ~100 steps (momentum 0.99) of weights that
   // Adam keeps changing; heads that average over space (GAP) are sensitive to the lag. One pass

@@ -5,6 +5,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <rl/agents/a2c.hpp>
 #include <rl/agents/ppo.hpp>
+#include "cartpole_check.hpp"
 #include "test_agents_reference.hpp"
 
 using namespace kiln;
@@ -119,7 +120,57 @@ template <class Agent> void check_a2c_steps(const rl::a2c_config& c) {
   }
 }
 
+// The agent's A2C loss minimized by SGD (the agents themselves offer Adam and RMSprop): those two
+// divide the gradient by its own running magnitude, so a gradient scaled by a constant leaves their
+// steps almost unchanged; SGD's step is the gradient itself and shows any such error.
+template <class Agent, double Momentum> struct a2c_sgd_model {
+  constexpr graph operator()() const {
+    graph g;
+    const auto l = Agent::loss_of(g);
+    g.output("loss", l.loss);
+    g.output("step", minimize(sgd{.learning_rate = 0.05, .momentum = Momentum, .name = "sgd_check"}, l.loss));
+    return g;
+  }
+};
+
+template <class Agent, double Momentum> void check_a2c_sgd_steps(const rl::a2c_config& c) {
+  Agent agent(3);
+  set_test_weights(agent.vars());
+  net_ref net(agent.vars());
+  auto train = compile<cpu>(a2c_sgd_model<Agent, Momentum>{}, &agent.vars());
+  std::map<std::string, std::vector<double>> velocity;
+  for (int step = 0; step < 3; ++step) {
+    CAPTURE(step);
+    const a2c_batch d = make_a2c_batch(12, 300 + std::uint64_t(step) * 10);
+    grads_t grads;
+    const a2c_terms want = a2c_reference(net, d, c, &grads);
+    const auto& out = train.run({{"obs", view(d.obs.data(), dims{d.size, 4})},
+                                 {"actions", view(d.actions.data(), dims{d.size})},
+                                 {"advantages", view(d.advantages.data(), dims{d.size})},
+                                 {"returns", view(d.returns.data(), dims{d.size})}});
+    CHECK(kt::close(out.template get<float>("loss").item(), want.loss, 2e-5, 1e-5));
+    // Keras SGD: v = momentum v - lr g; w += v (plain SGD: w -= lr g)
+    for (auto& [name, w] : net.params) {
+      std::vector<double> g(w.size(), 0.0);
+      if (auto it = grads.find(name); it != grads.end()) g = it->second;
+      auto& v = velocity[name];
+      v.resize(w.size(), 0.0);
+      for (std::size_t i = 0; i < w.size(); ++i) {
+        v[i] = Momentum * v[i] - 0.05 * g[i];
+        w[i] += v[i];
+      }
+    }
+    check_parameters(agent.vars(), net, 0.05);
+  }
+}
+
 }  // namespace
+
+TEST_CASE("rl.agents.a2c.shared_trunk_sgd_steps_match_f64") { check_a2c_sgd_steps<a2c_shared_agent, 0.0>(a2c_shared); }
+
+TEST_CASE("rl.agents.a2c.separate_networks_sgd_momentum_steps_match_f64") {
+  check_a2c_sgd_steps<a2c_separate_agent, 0.9>(a2c_separate);
+}
 
 TEST_CASE("rl.agents.a2c.separate_networks_rmsprop_steps_match_f64") { check_a2c_steps<a2c_separate_agent>(a2c_separate); }
 
@@ -156,7 +207,8 @@ TEST_CASE("rl.agents.a2c.seed_decides_the_initial_weights") {
 
 TEST_CASE("rl.agents.a2c.solves_cartpole_v0") {
   a2c_separate_agent agent(1);
-  const rl::train_options o{.env = rl::cartpole::v0, .seed = 1, .max_env_steps = 300'000};
+  // solve_window 100: gymnasium's definition of solving v0 (the default window is 20 episodes)
+  const rl::train_options o{.env = rl::cartpole::v0, .seed = 1, .max_env_steps = 300'000, .solve_window = 100};
   const rl::train_result r = agent.learn(o, {.num_envs = 8, .n_steps = 5, .gamma = 0.99, .normalize_advantages = true});
   REQUIRE(r.solved);
   CHECK(r.solved_at_env_steps <= r.env_steps);
@@ -164,6 +216,21 @@ TEST_CASE("rl.agents.a2c.solves_cartpole_v0") {
   CHECK(r.episodes >= 20);
   // the greedy policy of a solved run balances far longer than a random one (about 22 steps)
   CHECK(agent.evaluate(rl::cartpole::v0, 20, 77) >= 60.0);
+  // learn()'s flag, cross-checked outside the library's rl code (tests/cartpole_check.hpp): the
+  // trained policy, sampled as in training, reaches the v0 threshold over 100 fresh episodes
+  std::mt19937_64 sampler(2024);
+  const cartpole_check::policy_fn sampled = [&](const std::vector<float>& obs, int n, std::vector<std::int32_t>& actions) {
+    const auto& out = agent.act_step().run({{"obs", view(obs.data(), dims{n, 4})}});
+    const float* probs = out.get<float>("probs").data();
+    for (int i = 0; i < n; ++i) actions[std::size_t(i)] = std::uniform_real_distribution<double>(0, 1)(sampler) < probs[2 * i] ? 0 : 1;
+  };
+  const double sampled_mean = cartpole_check::mean_return(sampled, 100, cartpole_check::v0_max_steps, 5);
+  const cartpole_check::policy_fn greedy = [&](const std::vector<float>& obs, int n, std::vector<std::int32_t>& actions) {
+    cartpole_check::argmax_rows(agent.act_step().run({{"obs", view(obs.data(), dims{n, 4})}}).get<float>("probs").data(), n, actions);
+  };
+  MESSAGE("A2C after learn(): mean return over 100 episodes, sampled policy " << sampled_mean << ", greedy policy "
+          << cartpole_check::mean_return(greedy, 100, cartpole_check::v0_max_steps, 6));
+  CHECK(sampled_mean >= cartpole_check::v0_threshold);
 }
 
 // ---- PPO's clipped objective ------------------------------------------------------------------------

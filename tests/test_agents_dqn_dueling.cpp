@@ -1,6 +1,7 @@
 // The dueling Q-network (aggregation, Q-values, Double-DQN target against f64) and a short
 // solve of CartPole-v0 by the default DQN agent; see test_agents_dqn.cpp for the rest.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "cartpole_check.hpp"
 #include "test_agents_dqn_common.hpp"
 
 using namespace kiln;
@@ -44,8 +45,17 @@ TEST_CASE("rl.agents.dqn.solves_cartpole_v0") {
   rl::dqn<rl::cartpole, rl::dqn_config{.gamma = 0.99}> agent(1);
   rl::dqn_options r;
   r.epsilon.lambda = 1e-3;
-  const rl::train_result result = agent.learn({.env = rl::cartpole::v0, .seed = 1, .max_env_steps = 200'000}, r);
+  // solve_window 100: gymnasium's definition of solving v0 (the default window is 20 episodes)
+  const rl::train_result result = agent.learn({.env = rl::cartpole::v0, .seed = 1, .max_env_steps = 200'000, .solve_window = 100}, r);
   REQUIRE(result.solved);
   CHECK(result.last_mean_return >= 195.0);
   CHECK(result.updates > 0);
+  // learn()'s flag, cross-checked outside the library's rl code (tests/cartpole_check.hpp): the
+  // greedy policy (argmax of the Q-values) reaches the v0 threshold over 100 fresh episodes
+  const cartpole_check::policy_fn greedy = [&](const std::vector<float>& obs, int n, std::vector<std::int32_t>& actions) {
+    cartpole_check::argmax_rows(agent.act_step().run({{"obs", view(obs.data(), dims{n, 4})}}).get<float>("q").data(), n, actions);
+  };
+  const double greedy_mean = cartpole_check::mean_return(greedy, 100, cartpole_check::v0_max_steps, 5);
+  MESSAGE("DQN after learn(): greedy policy's mean return " << greedy_mean << " over 100 episodes");
+  CHECK(greedy_mean >= cartpole_check::v0_threshold);
 }

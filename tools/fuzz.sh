@@ -3,15 +3,15 @@
 # bounded number of inputs, starting from its committed seed corpus (which is replayed first, so
 # committed crash inputs are regression tests). Fails on any finding: a crash, a sanitizer report,
 # a timeout, an out-of-memory, or an exception other than kiln::error.
-#   tools/fuzz.sh [RUNS_PER_TARGET] [SECONDS_CAP_PER_TARGET]   (defaults 30000 and 20: CI, about 2 minutes on 2 cores)
+#   tools/fuzz.sh [RUNS_PER_TARGET] [SECONDS_CAP_PER_TARGET]   (defaults 100000 and 25: CI, under 2 minutes on 2 cores)
 # Environment: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_JOBS (parallel builds, default 2),
 # FUZZ_TARGETS (names to run, default all). Needs Debian's clang and libclang-rt-14-dev.
 # Findings are left in $FUZZ_BUILD_DIR/findings/<target>/; reproduce one with
 #   $FUZZ_BUILD_DIR/fuzz_<target> $FUZZ_BUILD_DIR/findings/<target>/crash-...
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=${1:-30000}
-cap=${2:-20}
+runs=${1:-100000}
+cap=${2:-25}
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 jobs=${FUZZ_JOBS:-2}
 cxx=${CXX_FUZZ:-clang++}

@@ -49,103 +49,49 @@
 //
 // The agents are compiled in two other translation units (cartpole_policy_gradient.cpp and
 // cartpole_q_learning.cpp) to keep each under a minute of compile time.
-#include <cerrno>
-#include <cmath>
+#include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
+#include <limits>
 #include <string>
-#include <string_view>
 #include "cartpole.hpp"
+#include "cli.hpp"
 
 using namespace cartpole_example;
 
 namespace {
 
-constexpr std::string_view usage =
-    "usage: cartpole [--agent reinforce|a2c|ppo|dqn|double_dqn|dueling_dqn] [--env v0|v1] [--seed N]\n"
-    "                [--max-steps N] [--logdir DIR] [--eval-episodes N] [--print-every N] [--require-solve]\n"
-    "                [--keep-training] [--reward-noise STD] [--value-every N]   (the last two: dqn agents only)\n";
-
-[[noreturn]] void bad_flag(const std::string& why) {
-  std::fprintf(stderr, "cartpole: %s\n%.*s", why.c_str(), int(usage.size()), usage.data());
-  std::exit(2);
-}
-
-std::int64_t parse_integer(std::string_view flag, const char* text, std::int64_t min) {
-  char* end = nullptr;
-  errno = 0;
-  const long long v = std::strtoll(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || v < min)
-    bad_flag(std::string(flag) + " expects an integer >= " + std::to_string(min) + ", got '" + text + "'");
-  return v;
-}
-
-double parse_noise(std::string_view flag, const char* text) {
-  char* end = nullptr;
-  errno = 0;
-  const double v = std::strtod(text, &end);
-  if (errno != 0 || end == text || *end != '\0' || !std::isfinite(v) || v < 0)
-    bad_flag(std::string(flag) + " expects a finite number >= 0, got '" + text + "'");
-  return v;
-}
-
 flags parse(int argc, char** argv) {
+  using examples_cli::number;
   flags f;
-  bool noise_given = false, value_every_given = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("%.*s", int(usage.size()), usage.data());
-      std::exit(0);
-    }
-    if (a == "--require-solve") {
-      f.require_solve = true;
-      continue;
-    }
-    if (a == "--keep-training") {
-      f.keep_training = true;
-      continue;
-    }
-    const bool known = a == "--agent" || a == "--env" || a == "--seed" || a == "--max-steps" || a == "--logdir" ||
-                       a == "--eval-episodes" || a == "--print-every" || a == "--reward-noise" || a == "--value-every";
-    if (!known) bad_flag("unknown flag '" + std::string(a) + "'");
-    if (i + 1 >= argc) bad_flag(std::string(a) + " needs a value");
-    const char* value = argv[++i];
-    if (a == "--agent") {
-      f.agent = value;
-      if (f.agent != "reinforce" && f.agent != "a2c" && f.agent != "ppo" && f.agent != "dqn" && f.agent != "double_dqn" &&
-          f.agent != "dueling_dqn")
-        bad_flag("unknown agent '" + f.agent + "'");
-    } else if (a == "--env") {
-      const std::string_view v = value;
-      if (v == "v0" || v == "CartPole-v0") f.env = kiln::rl::cartpole::v0;
-      else if (v == "v1" || v == "CartPole-v1") f.env = kiln::rl::cartpole::v1;
-      else bad_flag("unknown env '" + std::string(v) + "', expected v0 or v1");
-    } else if (a == "--seed") {
-      f.seed = std::uint64_t(parse_integer(a, value, 0));
-    } else if (a == "--max-steps") {
-      f.max_steps = parse_integer(a, value, 1);
-    } else if (a == "--logdir") {
-      f.logdir = value;
-      if (f.logdir.empty()) bad_flag("--logdir needs a directory");
-    } else if (a == "--eval-episodes") {
-      f.eval_episodes = int(parse_integer(a, value, 0));
-    } else if (a == "--reward-noise") {
-      f.reward_noise = parse_noise(a, value);
-      noise_given = true;
-    } else if (a == "--value-every") {
-      f.value_every = parse_integer(a, value, 0);
-      value_every_given = true;
-    } else {
-      f.print_every = int(parse_integer(a, value, 1));
-    }
-  }
-  // after the loop, so that the flags may come in any order
+  CLI::App app("CartPole solved by the agents of rl/agents (see the head of examples/cartpole.cpp).", "cartpole");
+  std::string env = "v1";
+  app.add_option("--agent", f.agent, "the agent to train")
+      ->check(CLI::IsMember({"reinforce", "a2c", "ppo", "dqn", "double_dqn", "dueling_dqn"}))
+      ->capture_default_str();
+  app.add_option("--env", env, "v0 (CartPole-v0, solved at 195) or v1 (CartPole-v1, solved at 475)")
+      ->check(CLI::IsMember({"v0", "v1", "CartPole-v0", "CartPole-v1"}))
+      ->capture_default_str();
+  number<std::uint64_t>(app, "--seed", f.seed, 0, std::numeric_limits<std::uint64_t>::max(), "weights, env starts and every sample");
+  number<std::int64_t>(app, "--max-steps", f.max_steps, 1, std::numeric_limits<std::int64_t>::max(), "env-step budget of the training");
+  app.add_option("--logdir", f.logdir, "TensorBoard scalars go here")->check([](const std::string& d) {
+    return d.empty() ? std::string("needs a directory") : std::string();
+  });
+  number<int>(app, "--eval-episodes", f.eval_episodes, 0, std::numeric_limits<int>::max(), "greedy episodes played after the training");
+  number<int>(app, "--print-every", f.print_every, 1, std::numeric_limits<int>::max(), "episodes between progress lines");
+  app.add_flag("--require-solve", f.require_solve, "exit status 1 unless solved within --max-steps (for tests)");
+  app.add_flag("--keep-training", f.keep_training, "train for the whole budget even once solved");
+  const auto* noise = number<double>(app, "--reward-noise", f.reward_noise, 0, std::numeric_limits<double>::max(),
+                                     "dqn agents: learn from 1 + N(0, STD) per step; turns on --value-every 10000");
+  const auto* value_every = number<std::int64_t>(app, "--value-every", f.value_every, 0, std::numeric_limits<std::int64_t>::max(),
+                                                 "dqn agents: measure the value estimates every N env steps (0: never)");
+  examples_cli::parse(app, argc, argv);
+  f.env = env == "v0" || env == "CartPole-v0" ? kiln::rl::cartpole::v0 : kiln::rl::cartpole::v1;
   const bool q_learner = f.agent == "dqn" || f.agent == "double_dqn" || f.agent == "dueling_dqn";
+  const bool noise_given = noise->count() > 0, value_every_given = value_every->count() > 0;
   if (!q_learner && (noise_given || value_every_given))
-    bad_flag(std::string(noise_given ? "--reward-noise" : "--value-every") + " is for the Q-learning agents (dqn, double_dqn, dueling_dqn), not '" +
-             f.agent + "'");
+    examples_cli::bad_flag(app, std::string(noise_given ? "--reward-noise" : "--value-every") +
+                                    " is for the Q-learning agents (dqn, double_dqn, dueling_dqn), not '" + f.agent + "'");
   if (f.reward_noise > 0 && !value_every_given) f.value_every = 10'000;
   return f;
 }

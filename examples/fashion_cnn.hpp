@@ -41,6 +41,7 @@ struct flags {
   double min_test_accuracy = -1;   // exit 1 below this (for tests)
   std::string lr_schedule = "cosine";  // cosine (over the whole run, to 0) | constant (the seeds')
   double learning_rate = 0;        // Adam's, the cosine's peak; 0: the model's default
+  std::string data_dir = std::string(io::fashion_mnist_dir);  // the IDX files
 };
 
 // Static facts of a model, for the log and TensorBoard.
@@ -191,12 +192,16 @@ template <models::network Net> int train_and_test(const flags& f, const model_in
   const std::int64_t epochs = f.epochs > 0 ? f.epochs : m.default_epochs;
   const std::int64_t batch_size = f.batch > 0 ? f.batch : m.default_batch;
 
-  auto [full_train, full_test] = data::fashion_mnist();
+  auto [full_train, full_test] = data::fashion_mnist(255.0f, f.data_dir);
   auto [train_set, validation_set] = full_train.split(f.validation_split, f.seed);
   if (f.train_images > 0 && f.train_images < train_set.size()) train_set = train_set.split_count(train_set.size() - f.train_images, f.seed).train;
   data::dataset test_set = full_test;
   if (f.test_images > 0 && f.test_images < test_set.size()) test_set = test_set.split_count(test_set.size() - f.test_images, f.seed).train;
 
+  // A batch beyond the data would only allocate for samples that do not exist.
+  if (batch_size > train_set.size())
+    throw error("--batch " + std::to_string(batch_size) + " is larger than the " + std::to_string(train_set.size()) +
+                " training images (after --validation-split and --train-images)");
   std::vector<data::stage> augmentation;
   if (f.augment) augmentation.push_back(data::random_flip_left_right());
   data::pipeline train_pipe(train_set, {.batch_size = batch_size, .seed = f.seed}, std::move(augmentation));

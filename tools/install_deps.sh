@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages kiln needs (only the missing ones). Run as root.
 #   --bench   also the LibTorch/PyTorch peers used by bench/
 set -euo pipefail
-packages=(g++ clang libclang-rt-14-dev meson ninja-build pkg-config cmake libeigen3-dev libtbb-dev doctest-dev zlib1g-dev dataset-fashion-mnist time python3)
+packages=(g++ clang libclang-rt-14-dev meson ninja-build pkg-config cmake libeigen3-dev libtbb-dev doctest-dev libcli11-dev zlib1g-dev dataset-fashion-mnist time python3)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(libtorch-dev libopenblas0-openmp python3-torch)
 fi

@@ -348,7 +348,14 @@ inline restore_result restore_checkpoint(variables& store, std::span<const std::
   const std::string file = name;
   const auto contents = detail::parse(bytes, file);
   std::vector<const checkpoint_tensor*> source(store.size(), nullptr);
+  // One line per problem, at most max_lines of them, and the checkpoint's names listed once: a
+  // checkpoint of another model would otherwise repeat its whole name list per variable (15 KB).
+  constexpr std::size_t max_lines = 12, max_names = 24;
   std::string problems;
+  std::size_t n_problems = 0, n_missing = 0;
+  auto problem = [&](const std::string& line) {
+    if (++n_problems <= max_lines) problems += "\n  " + line;
+  };
   for (std::size_t i = 0; i < store.size(); ++i) {
     const variables::entry& e = store[i];
     const std::string have = std::string(name_of(e.type)) + " " + to_string(e.shape);
@@ -356,17 +363,27 @@ inline restore_result restore_checkpoint(variables& store, std::span<const std::
       if (t.name == e.name) source[i] = &t;
     const checkpoint_tensor* t = source[i];
     if (!t) {
-      std::string names;
-      for (const auto& u : contents.tensors) names += (names.empty() ? "" : ", ") + u.name;
-      problems += "\n  variable '" + e.name + "' (" + have + ") is missing from the checkpoint, which holds: " + (names.empty() ? "(nothing)" : names);
+      ++n_missing;
+      problem("variable '" + e.name + "' (" + have + ") is missing from the checkpoint");
     } else if (t->type != e.type || !(t->shape == e.shape)) {
-      problems += "\n  variable '" + e.name + "' is " + have + " in the store but " + std::string(name_of(t->type)) + " " + to_string(t->shape) +
-                  " in the checkpoint";
+      problem("variable '" + e.name + "' is " + have + " in the store but " + std::string(name_of(t->type)) + " " + to_string(t->shape) +
+              " in the checkpoint");
     } else if (t->trainable != e.trainable) {
       // A trainable weight restored from a non-trainable statistic (or the reverse) is another model.
       auto kind = [](bool trainable) { return trainable ? "trainable" : "not trainable"; };
-      problems += "\n  variable '" + e.name + "' is " + kind(e.trainable) + " in the store but " + kind(t->trainable) + " in the checkpoint";
+      problem("variable '" + e.name + "' is " + kind(e.trainable) + " in the store but " + kind(t->trainable) + " in the checkpoint");
     }
+  }
+  if (n_problems > max_lines) problems += "\n  ... and " + std::to_string(n_problems - max_lines) + " more problems";
+  if (n_missing > 0) {
+    std::string names;
+    std::size_t listed = 0;
+    for (const auto& u : contents.tensors)
+      if (listed++ < max_names) names += (names.empty() ? "" : ", ") + u.name;
+    if (contents.tensors.size() > max_names) names += ", ... (" + std::to_string(contents.tensors.size() - max_names) + " more)";
+    problems += "\n  " + std::to_string(n_missing) + " of the store's " + std::to_string(store.size()) + " variables are missing; the checkpoint holds " +
+                std::to_string(contents.tensors.size()) + " tensors: " + (names.empty() ? "(nothing)" : names);
+    if (n_missing == store.size()) problems += "\n  (none of the store's variables is in it: was it written by another model?)";
   }
   if (!problems.empty()) throw error("kiln: cannot restore checkpoint " + file + ":" + problems);
   restore_result r;

@@ -290,3 +290,41 @@ TEST_CASE("hardening_io.checkpoint.restore_from_bytes_in_memory") {
   CHECK(ex.variable<float>("w").flat()[0] == 1.0f);
   CHECK(ex.variable<float>("w").flat()[1] == 2.0f);
 }
+
+namespace {
+
+// A store of n f32 [4] variables named <prefix><i>, built without compiling a graph.
+variables store_of(const std::string& prefix, int n) {
+  variables store;
+  for (int i = 0; i < n; ++i) {
+    node v;
+    v.kind = op::variable;
+    v.type = f32;
+    v.out.rank = 1;
+    v.out.dim[0] = 4;
+    v.name = name_text((prefix + std::to_string(i)).c_str());
+    v.flags = flag_trainable;
+    store.bind(v, {}, 1);
+  }
+  return store;
+}
+
+}  // namespace
+
+TEST_CASE("hardening_io.checkpoint.mismatch_message_stays_short") {
+  // Restoring another model's checkpoint once produced a 15 KB message: every missing variable
+  // repeated the checkpoint's whole list of names.
+  temp_dir dir;
+  const auto file = dir.path / "ckpt-1.kiln";
+  io::write_checkpoint(store_of("encoder/layer_with_a_long_name/kernel_", 200), file, 1);
+  variables other = store_of("decoder/another_long_layer_name/weights_", 200);
+  const auto m = message_of([&] { io::restore_checkpoint(other, file); });
+  CAPTURE(m);
+  CHECK(m.size() < 4096);
+  CHECK(contains(m, "kiln: cannot restore checkpoint " + file.string()));
+  CHECK(contains(m, "variable 'decoder/another_long_layer_name/weights_0' (f32 [4]) is missing from the checkpoint"));
+  CHECK(contains(m, "... and 188 more problems"));
+  CHECK(contains(m, "200 of the store's 200 variables are missing; the checkpoint holds 200 tensors: encoder/layer_with_a_long_name/kernel_0"));
+  CHECK(contains(m, "(176 more)"));
+  CHECK(contains(m, "written by another model"));
+}

@@ -274,7 +274,9 @@ inline checkpoint_contents parse(std::span<const unsigned char> f, const std::st
                   std::to_string(t.bytes) + " data bytes");
     for (const auto& other : c.tensors)
       if (other.name == t.name) throw error(where + " is corrupt: tensor '" + t.name + "' appears twice");
-    if (t.bytes > f.size()) need(f.size() + 1, "the data of tensor '" + t.name + "'");
+    if (t.bytes > f.size())  // checked before `need` adds to it; the message gives the real size
+      throw error(where + " is truncated: the data of tensor '" + t.name + "' (" + std::string(name_of(t.type)) + " " + to_string(t.shape) + ") needs " +
+                  std::to_string(t.bytes) + " bytes at offset " + std::to_string(at) + ", but the file ends at " + std::to_string(f.size()));
     need(std::size_t(t.bytes) + 4, "the data of tensor '" + t.name + "' (" + std::string(name_of(t.type)) + " " + to_string(t.shape) + ")");
     t.offset = at;
     const std::uint32_t data_crc = crc32_of(f.data() + at, std::size_t(t.bytes));

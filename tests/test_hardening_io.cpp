@@ -293,15 +293,15 @@ TEST_CASE("hardening_io.checkpoint.restore_from_bytes_in_memory") {
 
 namespace {
 
-// A store of n f32 [4] variables named <prefix><i>, built without compiling a graph.
-variables store_of(const std::string& prefix, int n) {
+// A store of n f32 [size] variables named <prefix><i>, built without compiling a graph.
+variables store_of(const std::string& prefix, int n, std::int64_t size = 4) {
   variables store;
   for (int i = 0; i < n; ++i) {
     node v;
     v.kind = op::variable;
     v.type = f32;
     v.out.rank = 1;
-    v.out.dim[0] = 4;
+    v.out.dim[0] = size;
     v.name = name_text((prefix + std::to_string(i)).c_str());
     v.flags = flag_trainable;
     store.bind(v, {}, 1);
@@ -327,4 +327,16 @@ TEST_CASE("hardening_io.checkpoint.mismatch_message_stays_short") {
   CHECK(contains(m, "200 of the store's 200 variables are missing; the checkpoint holds 200 tensors: encoder/layer_with_a_long_name/kernel_0"));
   CHECK(contains(m, "(176 more)"));
   CHECK(contains(m, "written by another model"));
+}
+
+TEST_CASE("hardening_io.checkpoint.truncation_message_gives_the_tensors_size") {
+  // A file cut inside a tensor bigger than the whole file once reported "needs <file size + 1> bytes".
+  temp_dir dir;
+  const auto file = dir.path / "ckpt-1.kiln";
+  io::write_checkpoint(store_of("w", 1, 1000), file, 1);
+  fs::resize_file(file, 100);
+  const auto m = message_of([&] { io::read_checkpoint_contents(file); });
+  CAPTURE(m);
+  CHECK(contains(m, file.string() + " is truncated: the data of tensor 'w0' (f32 [1000]) needs 4000 bytes at offset"));
+  CHECK(contains(m, "but the file ends at 100"));
 }

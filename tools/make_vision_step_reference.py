@@ -1,0 +1,163 @@
+#!/usr/bin/python3
+"""Writes tests/data/vision_step_reference.bin: one SGD training step of the seed MNIST CNN
+(models/mnist_cnn.hpp) computed by PyTorch in float64, for tests/test_vision_step_reference.cpp.
+
+The network is rebuilt here from its definition, with every parameter kept in kiln's layout so
+that the gradients come out in it too:
+  conv kernels [k, k, C, F] (Keras HWIO; torch wants [F, C, k, k]: permute(3, 2, 0, 1)),
+  activations NHWC in kiln (NCHW here), Flatten over (h, w, c) row-major before the dense layer
+  (so the NCHW activation is permuted to NHWC before flattening), dense kernel [in, units].
+Batch norm (Keras): batch mean and biased variance over N, H, W, epsilon 1e-3; moving statistics
+  moving -= (moving - batch) * (1 - 0.99), the moving variance taking the Bessel-corrected batch
+  variance (n / (n - 1), n = N*H*W: Keras's fused 4-D kernel, as nn/normalization.hpp says).
+Loss: mean sparse softmax cross-entropy. Update: plain SGD, w -= lr * grad, lr = LEARNING_RATE.
+
+The initial weights, images and labels come from the same formula as the C++ test (the PCG-like
+generator of tests/test_util.hpp's kt::rng, one seed per variable), so nothing but the result is
+stored. Run with Debian's python3-torch: /usr/bin/python3 tools/make_vision_step_reference.py
+
+File format (little-endian):
+  line "kiln-vision-step-reference 1"
+  line "loss <%.17g>"
+  one line "<variable name> <element count>" per variable, in the order of the data below
+  line "end"
+  then, per variable in that order, its count float64 values: the value AFTER the step minus the
+  value before it (the update; for trainable variables -lr * grad), in kiln's layout.
+"""
+import math
+import os
+import struct
+import sys
+
+import torch
+import torch.nn.functional as F
+
+LEARNING_RATE = 0.1
+BATCH = 4
+LABELS = [3, 7, 0, 9]
+IMAGE_SEED = 1000
+MOMENTUM = 0.99
+EPSILON = 1e-3
+
+# name, shape (kiln layout), seed of its values. The C++ test uses the same table.
+VARIABLES = [
+    ("conv1/kernel", (2, 2, 1, 32), 1),
+    ("conv1/bias", (32,), 2),
+    ("bn1/gamma", (32,), 3),
+    ("bn1/beta", (32,), 4),
+    ("bn1/moving_mean", (32,), 5),
+    ("bn1/moving_variance", (32,), 6),
+    ("conv2/kernel", (2, 2, 32, 32), 7),
+    ("conv2/bias", (32,), 8),
+    ("bn2/gamma", (32,), 9),
+    ("bn2/beta", (32,), 10),
+    ("bn2/moving_mean", (32,), 11),
+    ("bn2/moving_variance", (32,), 12),
+    ("dense/kernel", (6 * 6 * 32, 10), 13),
+    ("dense/bias", (10,), 14),
+]
+
+MASK = (1 << 64) - 1
+
+
+class Rng:
+    """tests/test_util.hpp's kt::rng, bit for bit."""
+
+    def __init__(self, seed):
+        self.s = (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & MASK
+
+    def next(self):
+        self.s = (self.s * 6364136223846793005 + 1442695040888963407) & MASK
+        x = self.s
+        x ^= x >> 33
+        x = (x * 0xFF51AFD7ED558CCD) & MASK
+        x ^= x >> 33
+        return x
+
+    def uniform(self, lo, hi):
+        return lo + (hi - lo) * float(self.next() >> 11) * (1.0 / 9007199254740992.0)
+
+
+def to_f32(v):
+    return struct.unpack("<f", struct.pack("<f", v))[0]
+
+
+def initial_values(name, shape, seed):
+    """Kernels of variance about 1/fan_in, gammas and variances in [0.5, 1.5], the rest near 0;
+    each rounded to float32 as the C++ test stores it."""
+    r = Rng(seed)
+    count = math.prod(shape)
+    fan_in = math.prod(shape[:-1]) if len(shape) > 1 else 1
+    out = []
+    for _ in range(count):
+        if name.endswith("/kernel"):
+            v = r.uniform(-1, 1) * math.sqrt(3.0 / fan_in)
+        elif name.endswith("/gamma") or name.endswith("/moving_variance"):
+            v = r.uniform(0.5, 1.5)
+        else:
+            v = r.uniform(-0.2, 0.2)
+        out.append(to_f32(v))
+    return out
+
+
+def images_nhwc():
+    r = Rng(IMAGE_SEED)
+    return [to_f32(r.uniform(0, 1)) for _ in range(BATCH * 28 * 28)]
+
+
+def batch_norm(x_nchw, p, name):
+    """Training-mode Keras batch norm; returns y and the updated moving statistics."""
+    mean = x_nchw.mean(dim=(0, 2, 3))
+    centered = x_nchw - mean.view(1, -1, 1, 1)
+    variance = (centered * centered).mean(dim=(0, 2, 3))
+    y = centered / torch.sqrt(variance + EPSILON).view(1, -1, 1, 1) * p[name + "/gamma"].view(1, -1, 1, 1) + p[name + "/beta"].view(1, -1, 1, 1)
+    n = x_nchw.shape[0] * x_nchw.shape[2] * x_nchw.shape[3]
+    decay = 1 - MOMENTUM
+    moving_mean = p[name + "/moving_mean"] - (p[name + "/moving_mean"] - mean.detach()) * decay
+    moving_variance = p[name + "/moving_variance"] - (p[name + "/moving_variance"] - variance.detach() * n / (n - 1)) * decay
+    return y, {name + "/moving_mean": moving_mean, name + "/moving_variance": moving_variance}
+
+
+def conv_relu(x_nchw, p, name):
+    return F.relu(F.conv2d(x_nchw, p[name + "/kernel"].permute(3, 2, 0, 1), p[name + "/bias"]))
+
+
+def main():
+    out_path = sys.argv[1] if len(sys.argv) > 1 else os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "vision_step_reference.bin"))
+    p = {}
+    for name, shape, seed in VARIABLES:
+        trainable = "moving" not in name
+        p[name] = torch.tensor(initial_values(name, shape, seed), dtype=torch.float64).reshape(shape).requires_grad_(trainable)
+    x = torch.tensor(images_nhwc(), dtype=torch.float64).reshape(BATCH, 28, 28, 1).permute(0, 3, 1, 2)
+    labels = torch.tensor(LABELS, dtype=torch.int64)
+
+    h, moving1 = batch_norm(F.max_pool2d(conv_relu(x, p, "conv1"), 2), p, "bn1")
+    h, moving2 = batch_norm(F.max_pool2d(conv_relu(h, p, "conv2"), 2), p, "bn2")
+    flat = h.permute(0, 2, 3, 1).reshape(BATCH, -1)  # kiln's Flatten of NHWC
+    logits = flat @ p["dense/kernel"] + p["dense/bias"]
+    loss = F.cross_entropy(logits, labels)  # mean over the batch
+    loss.backward()
+
+    moving = {**moving1, **moving2}
+    deltas = []
+    for name, shape, _ in VARIABLES:
+        if name in moving:
+            d = moving[name] - p[name].detach()
+        else:
+            d = -LEARNING_RATE * p[name].grad
+        deltas.append((name, d.reshape(-1).tolist()))
+
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    with open(out_path, "wb") as f:
+        f.write(b"kiln-vision-step-reference 1\n")
+        f.write(("loss %.17g\n" % loss.item()).encode())
+        for name, values in deltas:
+            f.write(("%s %d\n" % (name, len(values))).encode())
+        f.write(b"end\n")
+        for _, values in deltas:
+            f.write(struct.pack("<%dd" % len(values), *values))
+    print("loss %.17g; wrote %s" % (loss.item(), out_path))
+
+
+if __name__ == "__main__":
+    main()

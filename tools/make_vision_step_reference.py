@@ -1,8 +1,11 @@
 #!/usr/bin/python3
-"""Writes tests/data/vision_step_reference.bin: one SGD training step of the seed MNIST CNN
-(models/mnist_cnn.hpp) computed by PyTorch in float64, for tests/test_vision_step_reference.cpp.
+"""Writes tests/data/vision_step_reference.bin: one SGD training step of two of the seeds' image
+classifiers, computed by PyTorch in float64, for tests/test_vision_step_reference.cpp:
+  mnist_cnn      models/mnist_cnn.hpp (valid 2x2 convs, max pools, batch norms, Flatten, Dense);
+  conv_head_gap  models/conv_heads.hpp, conv_head<head::gap, false> ('same' 3x3 convs, batch
+                 norm before ReLU, a batch norm without a pool after it, global average pooling).
 
-The network is rebuilt here from its definition, with every parameter kept in kiln's layout so
+Each network is rebuilt here from its definition, with every parameter kept in kiln's layout so
 that the gradients come out in it too:
   conv kernels [k, k, C, F] (Keras HWIO; torch wants [F, C, k, k]: permute(3, 2, 0, 1)),
   activations NHWC in kiln (NCHW here), Flatten over (h, w, c) row-major before the dense layer
@@ -17,12 +20,13 @@ generator of tests/test_util.hpp's kt::rng, one seed per variable), so nothing b
 stored. Run with Debian's python3-torch: /usr/bin/python3 tools/make_vision_step_reference.py
 
 File format (little-endian):
-  line "kiln-vision-step-reference 1"
-  line "loss <%.17g>"
-  one line "<variable name> <element count>" per variable, in the order of the data below
+  line "kiln-vision-step-reference 2"
+  one line "loss <network> <%.17g>" per network
+  one line "<network>:<variable name> <element count>" per variable, in the order of the data below
   line "end"
-  then, per variable in that order, its count float64 values: the value AFTER the step minus the
-  value before it (the update; for trainable variables -lr * grad), in kiln's layout.
+  then, per variable in that order, its count float32 values: the value AFTER the step minus the
+  value before it (the update; for trainable variables -lr * grad), in kiln's layout. float32
+  keeps the file small; its rounding (6e-8 relative) is far below the test's tolerance.
 """
 import math
 import os
@@ -39,8 +43,8 @@ IMAGE_SEED = 1000
 MOMENTUM = 0.99
 EPSILON = 1e-3
 
-# name, shape (kiln layout), seed of its values. The C++ test uses the same table.
-VARIABLES = [
+# name, shape (kiln layout), seed of its values. The C++ test uses the same tables.
+MNIST_CNN_VARIABLES = [
     ("conv1/kernel", (2, 2, 1, 32), 1),
     ("conv1/bias", (32,), 2),
     ("bn1/gamma", (32,), 3),
@@ -56,6 +60,19 @@ VARIABLES = [
     ("dense/kernel", (6 * 6 * 32, 10), 13),
     ("dense/bias", (10,), 14),
 ]
+
+
+def trunk_variables():
+    out, seed = [], 100
+    for i, (c, f) in enumerate([(1, 32), (32, 32), (32, 64)], start=1):
+        for name, shape in [("trunk%d/kernel" % i, (3, 3, c, f)), ("trunk%d/bias" % i, (f,)), ("trunk_bn%d/gamma" % i, (f,)),
+                            ("trunk_bn%d/beta" % i, (f,)), ("trunk_bn%d/moving_mean" % i, (f,)), ("trunk_bn%d/moving_variance" % i, (f,))]:
+            seed += 1
+            out.append((name, shape, seed))
+    return out + [("logits/kernel", (64, 10), 201), ("logits/bias", (10,), 202)]
+
+
+CONV_HEAD_GAP_VARIABLES = trunk_variables()
 
 MASK = (1 << 64) - 1
 
@@ -118,45 +135,70 @@ def batch_norm(x_nchw, p, name):
     return y, {name + "/moving_mean": moving_mean, name + "/moving_variance": moving_variance}
 
 
-def conv_relu(x_nchw, p, name):
-    return F.relu(F.conv2d(x_nchw, p[name + "/kernel"].permute(3, 2, 0, 1), p[name + "/bias"]))
+def conv(x_nchw, p, name, padding=0):
+    return F.conv2d(x_nchw, p[name + "/kernel"].permute(3, 2, 0, 1), p[name + "/bias"], padding=padding)
+
+
+def mnist_cnn(x, p):
+    """Logits [n, 10] and the new moving statistics."""
+    h, moving1 = batch_norm(F.max_pool2d(F.relu(conv(x, p, "conv1")), 2), p, "bn1")
+    h, moving2 = batch_norm(F.max_pool2d(F.relu(conv(h, p, "conv2")), 2), p, "bn2")
+    flat = h.permute(0, 2, 3, 1).reshape(h.shape[0], -1)  # kiln's Flatten of NHWC
+    return flat @ p["dense/kernel"] + p["dense/bias"], {**moving1, **moving2}
+
+
+def conv_head_gap(x, p):
+    h, moving = x, {}
+    for i in range(1, 4):
+        h, m = batch_norm(conv(h, p, "trunk%d" % i, padding=1), p, "trunk_bn%d" % i)  # 'same' for 3x3, stride 1
+        h = F.relu(h)
+        moving.update(m)
+        if i < 3:
+            h = F.max_pool2d(h, 2)
+    features = h.mean(dim=(2, 3))  # GlobalAveragePooling2D
+    return features @ p["logits/kernel"] + p["logits/bias"], moving
+
+
+NETWORKS = [("mnist_cnn", mnist_cnn, MNIST_CNN_VARIABLES), ("conv_head_gap", conv_head_gap, CONV_HEAD_GAP_VARIABLES)]
+
+
+def one_step(net, variables, x, labels):
+    """The loss before the update and, per variable, its value after one step minus before."""
+    p = {}
+    for name, shape, seed in variables:
+        trainable = "moving" not in name
+        p[name] = torch.tensor(initial_values(name, shape, seed), dtype=torch.float64).reshape(shape).requires_grad_(trainable)
+    logits, moving = net(x, p)
+    loss = F.cross_entropy(logits, labels)  # mean over the batch
+    loss.backward()
+    deltas = []
+    for name, _, _ in variables:
+        d = moving[name] - p[name].detach() if name in moving else -LEARNING_RATE * p[name].grad
+        deltas.append((name, d.reshape(-1).tolist()))
+    return loss.item(), deltas
 
 
 def main():
     out_path = sys.argv[1] if len(sys.argv) > 1 else os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "vision_step_reference.bin"))
-    p = {}
-    for name, shape, seed in VARIABLES:
-        trainable = "moving" not in name
-        p[name] = torch.tensor(initial_values(name, shape, seed), dtype=torch.float64).reshape(shape).requires_grad_(trainable)
     x = torch.tensor(images_nhwc(), dtype=torch.float64).reshape(BATCH, 28, 28, 1).permute(0, 3, 1, 2)
     labels = torch.tensor(LABELS, dtype=torch.int64)
-
-    h, moving1 = batch_norm(F.max_pool2d(conv_relu(x, p, "conv1"), 2), p, "bn1")
-    h, moving2 = batch_norm(F.max_pool2d(conv_relu(h, p, "conv2"), 2), p, "bn2")
-    flat = h.permute(0, 2, 3, 1).reshape(BATCH, -1)  # kiln's Flatten of NHWC
-    logits = flat @ p["dense/kernel"] + p["dense/bias"]
-    loss = F.cross_entropy(logits, labels)  # mean over the batch
-    loss.backward()
-
-    moving = {**moving1, **moving2}
-    deltas = []
-    for name, shape, _ in VARIABLES:
-        if name in moving:
-            d = moving[name] - p[name].detach()
-        else:
-            d = -LEARNING_RATE * p[name].grad
-        deltas.append((name, d.reshape(-1).tolist()))
+    results = [(network, *one_step(net, variables, x, labels)) for network, net, variables in NETWORKS]
 
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     with open(out_path, "wb") as f:
-        f.write(b"kiln-vision-step-reference 1\n")
-        f.write(("loss %.17g\n" % loss.item()).encode())
-        for name, values in deltas:
-            f.write(("%s %d\n" % (name, len(values))).encode())
+        f.write(b"kiln-vision-step-reference 2\n")
+        for network, loss, _ in results:
+            f.write(("loss %s %.17g\n" % (network, loss)).encode())
+        for network, _, deltas in results:
+            for name, values in deltas:
+                f.write(("%s:%s %d\n" % (network, name, len(values))).encode())
         f.write(b"end\n")
-        for _, values in deltas:
-            f.write(struct.pack("<%dd" % len(values), *values))
-    print("loss %.17g; wrote %s" % (loss.item(), out_path))
+        for _, _, deltas in results:
+            for _, values in deltas:
+                f.write(struct.pack("<%df" % len(values), *values))
+    for network, loss, _ in results:
+        print("%s: loss %.17g" % (network, loss))
+    print("wrote %s (%d bytes)" % (out_path, os.path.getsize(out_path)))
 
 
 if __name__ == "__main__":

@@ -14,20 +14,14 @@
 
 using namespace kiln;
 namespace fs = std::filesystem;
+using kt::contains;
+using kt::message_of;
 
 namespace {
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    char pattern[] = "/tmp/kiln-test-ckpt-XXXXXX";
-    REQUIRE(mkdtemp(pattern) != nullptr);
-    path = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+// A fresh directory under /tmp, removed at scope exit.
+struct temp_dir : kt::temp_dir {
+  temp_dir() : kt::temp_dir("ckpt") {}
 };
 
 std::vector<unsigned char> read_bytes(const fs::path& p) {
@@ -39,15 +33,6 @@ void write_bytes(const fs::path& p, const std::vector<unsigned char>& bytes) {
   f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
 }
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const kiln::error& e) {
-    return e.what();
-  }
-  return "(no kiln::error thrown)";
-}
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 // Every byte of every variable, to prove a failed restore changed nothing.
 std::vector<std::vector<std::byte>> snapshot(const variables& store) {

@@ -18,20 +18,14 @@
 
 using namespace kiln;
 namespace fs = std::filesystem;
+using kt::contains;
+using kt::message_of;
 
 namespace {
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    char pattern[] = "/tmp/kiln-test-data-XXXXXX";
-    REQUIRE(mkdtemp(pattern) != nullptr);
-    path = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+// A fresh directory under /tmp, removed at scope exit.
+struct temp_dir : kt::temp_dir {
+  temp_dir() : kt::temp_dir("data") {}
 };
 
 std::vector<unsigned char> idx_bytes(std::uint32_t magic, std::vector<std::uint32_t> dims, const std::vector<unsigned char>& data) {
@@ -67,16 +61,7 @@ std::vector<unsigned char> random_bytes(std::size_t n, std::uint64_t seed) {
   return {v.begin(), v.end()};
 }
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const kiln::error& e) {
-    return e.what();
-  }
-  return "(no kiln::error thrown)";
-}
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 }  // namespace
 

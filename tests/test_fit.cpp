@@ -738,15 +738,8 @@ TEST_CASE("fit.stop_training_mid_epoch_and_terminal_output") {
 
 namespace {
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const error& e) {
-    return e.what();
-  }
-  return "(no kiln::error thrown)";
-}
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+using kt::contains;
+using kt::message_of;
 
 // Counts the train steps fit ran, to prove a check came before the first one.
 struct step_counter : callback {

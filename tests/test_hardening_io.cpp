@@ -15,31 +15,15 @@
 
 using namespace kiln;
 namespace fs = std::filesystem;
+using kt::contains;
+using kt::message_of;
 
 namespace {
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    char pattern[] = "/tmp/kiln-test-hardening-io-XXXXXX";
-    REQUIRE(mkdtemp(pattern) != nullptr);
-    path = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+// A fresh directory under /tmp, removed at scope exit.
+struct temp_dir : kt::temp_dir {
+  temp_dir() : kt::temp_dir("hardening-io") {}
 };
-
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const kiln::error& e) {
-    return e.what();
-  }
-  return "(no kiln::error thrown)";
-}
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 using bytes = std::vector<unsigned char>;
 

@@ -2,8 +2,10 @@
 // references that the tests compute themselves with plain loops (in double).
 #pragma once
 #include <doctest/doctest.h>
+#include <stdlib.h>  // mkdtemp
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -13,6 +15,33 @@
 #include <kiln.hpp>
 
 namespace kt {
+
+// A fresh directory /tmp/kiln-test-<tag>-XXXXXX, removed with its contents at scope exit.
+struct temp_dir {
+  std::filesystem::path path;
+  explicit temp_dir(const std::string& tag) {
+    std::string pattern = "/tmp/kiln-test-" + tag + "-XXXXXX";
+    REQUIRE(mkdtemp(pattern.data()) != nullptr);
+    path = pattern;
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+// The message of the kiln::error that f throws, or a text saying none was thrown.
+inline std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const kiln::error& e) {
+    return e.what();
+  }
+  return "(no kiln::error thrown)";
+}
+inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 // A small PCG-style generator, independent of kiln's counter-based one.
 struct rng {

@@ -1,11 +1,13 @@
-// One training step of two seed image classifiers against PyTorch: the MNIST CNN
-// (models/mnist_cnn.hpp) and the GAP conv head without dropout (models/conv_heads.hpp). Compared:
+// One training step of three seed image classifiers against PyTorch: the MNIST CNN
+// (models/mnist_cnn.hpp), the GAP conv head without dropout (models/conv_heads.hpp) and the
+// one-block ResNet with its dropout (models/resnet.hpp; the generator rebuilds the first run's
+// dropout mask from kiln's counter-based hash). Compared:
 // the loss, the update of every trainable variable and the new batch-norm moving statistics, from
 // tests/data/vision_step_reference.bin (written by tools/make_vision_step_reference.py, which
 // rebuilds the networks in float64 torch from their definitions). The forward-only references
 // (test_vision_models_reference) cannot see the backward pass or the moving-statistics updates: a
 // wrong gradient in conv2d ('valid' or 'same'), the pools, batch norm (through its batch
-// statistics), global average pooling or dense shows up here, where the other model tests see at
+// statistics), global average pooling, the residual addition, dropout or dense shows up here, where the other model tests see at
 // most a slower fall of the loss.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <cmath>
@@ -53,6 +55,26 @@ std::vector<variable_seed> conv_head_gap_seeds() {
   }
   out.push_back({"logits/kernel", 201});
   out.push_back({"logits/bias", 202});
+  return out;
+}
+
+std::vector<variable_seed> resnet1_seeds() {
+  std::vector<variable_seed> out;
+  std::uint64_t seed = 300;  // the generator's resnet1_variables(): seeds 301.. in this order
+  auto conv_bn = [&](const std::string& conv, const std::string& bn) {
+    for (const char* part : {"/kernel", "/bias"}) out.push_back({conv + part, ++seed});
+    if (!bn.empty())
+      for (const char* part : {"/gamma", "/beta", "/moving_mean", "/moving_variance"}) out.push_back({bn + part, ++seed});
+  };
+  conv_bn("conv1", "");
+  conv_bn("conv2", "");
+  conv_bn("res1/conv_a", "res1/bn_a");
+  conv_bn("res1/conv_b", "res1/bn_b");
+  conv_bn("conv3", "");
+  out.push_back({"dense/kernel", 401});
+  out.push_back({"dense/bias", 402});
+  out.push_back({"logits/kernel", 403});
+  out.push_back({"logits/bias", 404});
   return out;
 }
 
@@ -219,4 +241,8 @@ TEST_CASE("vision_models.step_reference.mnist_cnn_sgd_step_matches_pytorch") {
 
 TEST_CASE("vision_models.step_reference.conv_head_gap_sgd_step_matches_pytorch") {
   check_one_step<&models::conv_head<models::head::gap, false>>("conv_head_gap", conv_head_gap_seeds());
+}
+
+TEST_CASE("vision_models.step_reference.resnet_one_block_sgd_step_matches_pytorch") {
+  check_one_step<&models::resnet<1>>("resnet1", resnet1_seeds());
 }

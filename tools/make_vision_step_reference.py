@@ -1,9 +1,14 @@
 #!/usr/bin/python3
-"""Writes tests/data/vision_step_reference.bin: one SGD training step of two of the seeds' image
+"""Writes tests/data/vision_step_reference.bin: one SGD training step of three of the seeds' image
 classifiers, computed by PyTorch in float64, for tests/test_vision_step_reference.cpp:
   mnist_cnn      models/mnist_cnn.hpp (valid 2x2 convs, max pools, batch norms, Flatten, Dense);
   conv_head_gap  models/conv_heads.hpp, conv_head<head::gap, false> ('same' 3x3 convs, batch
-                 norm before ReLU, a batch norm without a pool after it, global average pooling).
+                 norm before ReLU, a batch norm without a pool after it, global average pooling);
+  resnet1        models/resnet.hpp, resnet<1> (a 3x3 max pool, one identity residual block with
+                 batch norms, global average pooling, Dense(256, relu), Dropout(0.5), Dense(10)).
+                 The dropout mask of the first run is rebuilt here from kiln's counter-based hash
+                 (runtime/random.hpp, nn/random.hpp, nn/dropout.hpp): the mask is the random draw,
+                 not something the test checks, but the gradient through it is.
 
 Each network is rebuilt here from its definition, with every parameter kept in kiln's layout so
 that the gradients come out in it too:
@@ -74,7 +79,53 @@ def trunk_variables():
 
 CONV_HEAD_GAP_VARIABLES = trunk_variables()
 
+
+def resnet1_variables():
+    out, seed = [], 300
+    def conv_bn(conv, c, f, bn=None):
+        nonlocal seed
+        names = [(conv + "/kernel", (3, 3, c, f)), (conv + "/bias", (f,))]
+        if bn:
+            names += [(bn + "/gamma", (f,)), (bn + "/beta", (f,)), (bn + "/moving_mean", (f,)), (bn + "/moving_variance", (f,))]
+        for name, shape in names:
+            seed += 1
+            out.append((name, shape, seed))
+    conv_bn("conv1", 1, 32)
+    conv_bn("conv2", 32, 64)
+    conv_bn("res1/conv_a", 64, 64, "res1/bn_a")
+    conv_bn("res1/conv_b", 64, 64, "res1/bn_b")
+    conv_bn("conv3", 64, 64)
+    return out + [("dense/kernel", (64, 256), 401), ("dense/bias", (256,), 402), ("logits/kernel", (256, 10), 403), ("logits/bias", (10,), 404)]
+
+
+RESNET1_VARIABLES = resnet1_variables()
+
 MASK = (1 << 64) - 1
+
+
+def mix64(x):
+    """runtime/random.hpp's mix64 (splitmix64's finalizer)."""
+    x = (x + 0x9E3779B97F4A7C15) & MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK
+    return x ^ (x >> 31)
+
+
+def hash_name(name):
+    h = 1469598103934665603
+    for c in name.encode():
+        h = ((h ^ c) * 1099511628211) & MASK
+    return h
+
+
+def dropout_keep_mask(name, seed, rate, count, counter=0):
+    """nn/dropout.hpp's mask for the run whose counter is `counter`: element i (row-major) is kept
+    when u_i >= rate, u_i = ((mix64(mix64(key) ^ i) >> 41) + 0.5) / 2^23 (op uniform_hash) with
+    key = counter + ((mix64(stream seed) >> 33) << 32) and stream seed mix64(seed) ^ hash(name)."""
+    stream = mix64(seed) ^ hash_name(name)
+    key = counter + ((mix64(stream) >> 33) << 32)
+    hk = mix64(key)
+    return [((mix64(hk ^ i) >> 41) + 0.5) / 8388608.0 >= rate for i in range(count)]
 
 
 class Rng:
@@ -159,7 +210,26 @@ def conv_head_gap(x, p):
     return features @ p["logits/kernel"] + p["logits/bias"], moving
 
 
-NETWORKS = [("mnist_cnn", mnist_cnn, MNIST_CNN_VARIABLES), ("conv_head_gap", conv_head_gap, CONV_HEAD_GAP_VARIABLES)]
+RESNET_DROPOUT_RATE = 0.5
+RESNET_DROPOUT_SEED = 11  # models/resnet.hpp
+
+
+def resnet1(x, p):
+    h = F.relu(conv(x, p, "conv1"))
+    h = F.max_pool2d(F.relu(conv(h, p, "conv2")), 3)  # 24x24 -> 8x8, stride 3
+    shortcut = h
+    h, moving_a = batch_norm(F.relu(conv(h, p, "res1/conv_a", padding=1)), p, "res1/bn_a")
+    h, moving_b = batch_norm(conv(h, p, "res1/conv_b", padding=1), p, "res1/bn_b")
+    h = F.relu(h + shortcut)
+    h = F.relu(conv(h, p, "conv3"))
+    h = F.relu(h.mean(dim=(2, 3)) @ p["dense/kernel"] + p["dense/bias"])
+    keep = dropout_keep_mask("dropout", RESNET_DROPOUT_SEED, RESNET_DROPOUT_RATE, h.numel())
+    h = h * torch.tensor(keep, dtype=h.dtype).reshape(h.shape) / (1 - RESNET_DROPOUT_RATE)
+    return h @ p["logits/kernel"] + p["logits/bias"], {**moving_a, **moving_b}
+
+
+NETWORKS = [("mnist_cnn", mnist_cnn, MNIST_CNN_VARIABLES), ("conv_head_gap", conv_head_gap, CONV_HEAD_GAP_VARIABLES),
+            ("resnet1", resnet1, RESNET1_VARIABLES)]
 
 
 def one_step(net, variables, x, labels):

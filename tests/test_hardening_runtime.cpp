@@ -4,7 +4,10 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <string>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <vector>
 #include "test_util.hpp"
 
@@ -138,6 +141,71 @@ TEST_CASE("hardening.runtime.run_rejects_negative_batch_naming_the_feed") {
   CHECK_THROWS_WITH_AS(ex.run({{"x", view(d.x.data(), {-3, 3})}, {"labels", view(d.labels.data(), {-3})}}),
                        doctest::Contains("feed 'x' has a negative batch size -3"), kiln::error);
   check_unchanged(ex.vars(), before);
+}
+
+// A batch whose working memory cannot be allocated is a kiln::error naming the batch and its feed,
+// the run changes no variable, and the executor keeps working at smaller batches (the arena grows
+// by allocate-then-swap). The failure is forced with an address-space limit (RLIMIT_AS) a little
+// above what the process maps, so it does not depend on the machine's overcommit setting; the
+// limit is lifted again before the checks. AddressSanitizer reserves terabytes of shadow address
+// space and aborts under such a limit, so the case is skipped there.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool under_address_sanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool under_address_sanitizer = true;
+#else
+constexpr bool under_address_sanitizer = false;
+#endif
+#else
+constexpr bool under_address_sanitizer = false;
+#endif
+
+TEST_CASE("hardening.runtime.failed_arena_allocation_is_an_error_naming_the_feed" * doctest::skip(under_address_sanitizer)) {
+  // [batch, 1] x [1, 8192]: 512 KiB of feed at batch 2^17 asks for 4 GiB of arena.
+  constexpr auto widening_model = [] {
+    graph g;
+    tensor x = g.placeholder("x", f32, {batch, 1});
+    tensor w = g.variable("w", f32, {1, 8192}, init::constant(1));
+    tensor runs = g.variable("runs", i64, {}, init::zeros(), false);
+    g.output("runs", assign_add(runs, g.scalar(1, i64)));
+    g.output("wide", matmul(x, w));
+    return g;
+  };
+  auto ex = compile<cpu>(widening_model);
+  const std::vector<float> small(2, 1.0f);
+  ex.run({{"x", view(small, {2, 1})}});
+  const auto before = snapshot(ex.vars());
+
+  const long page = sysconf(_SC_PAGESIZE);
+  std::ifstream statm("/proc/self/statm");
+  long mapped_pages = 0;
+  REQUIRE((statm >> mapped_pages));
+  rlimit old{};
+  REQUIRE(getrlimit(RLIMIT_AS, &old) == 0);
+  rlimit limited = old;
+  limited.rlim_cur = rlim_t(mapped_pages) * rlim_t(page) + (rlim_t(1) << 30);  // 1 GiB above what is mapped now
+  if (old.rlim_cur != RLIM_INFINITY && old.rlim_cur < limited.rlim_cur) limited.rlim_cur = old.rlim_cur;
+  const std::int64_t huge = std::int64_t(1) << 17;
+  const std::vector<float> big(std::size_t(huge), 1.0f);
+  REQUIRE(setrlimit(RLIMIT_AS, &limited) == 0);
+  std::string message;
+  try {
+    ex.run({{"x", view(big, {huge, 1})}});
+  } catch (const kiln::error& e) {
+    message = e.what();
+  } catch (const std::exception& e) {
+    message = std::string("a std::exception that is not a kiln::error: ") + e.what();
+  }
+  REQUIRE(setrlimit(RLIMIT_AS, &old) == 0);
+
+  INFO("message: " << message);
+  CHECK(kt::contains(message, "cannot allocate"));
+  CHECK(kt::contains(message, "working memory for batch size 131072 (feed 'x')"));
+  check_unchanged(ex.vars(), before);
+  const auto& out = ex.run({{"x", view(small, {2, 1})}});
+  CHECK(out.get<std::int64_t>("runs").item() == 2);
+  CHECK(out.get<float>("wide").to_vector() == std::vector<float>(2 * 8192, 1.0f));
 }
 
 // ---- defect 7: batch 0 --------------------------------------------------------------------------

@@ -295,15 +295,19 @@ template <class P> void check_feed_indices(const bound_feeds<P>& bound) {
 // ---- rollback of assigns ahead of a computed-index gather --------------------------------------
 
 // The variables whose assign is scheduled before a gather that can still fault during the run
-// (one whose indices are computed in the graph, other than an argmax): the CPU executor saves
-// them before the schedule and restores them if the run throws. Empty for the common graphs
-// (indices fed or an argmax, or assigns after every gather), which then pay nothing.
-template <class P> struct rollback_set {
+// (one whose indices are computed in the graph, other than an argmax; with FedIndicesChecked =
+// false also one whose indices are fed, for CUDA's run_device, whose feeds stay on the device):
+// the executor saves them before the schedule and restores them if the run faults. Empty for the
+// common graphs (indices fed or an argmax, or assigns after every gather), which then pay
+// nothing. The set for FedIndicesChecked = true is a prefix of the one for false.
+template <class P, bool FedIndicesChecked = true> struct rollback_set {
   static constexpr int last_unchecked_gather_position = [] {
     int last = -1;
     for (int pos = 0; pos < P::plan.n_groups; ++pos) {
       const int g = P::plan.schedule[std::size_t(pos)];
-      if (P::plan.groups[std::size_t(g)].kind == group_kind::gather && !gather_indices_are_fed<P>(g) && !gather_indices_are_argmax<P>(g)) last = pos;
+      if (P::plan.groups[std::size_t(g)].kind == group_kind::gather && !(FedIndicesChecked && gather_indices_are_fed<P>(g)) &&
+          !gather_indices_are_argmax<P>(g))
+        last = pos;
     }
     return last;
   }();

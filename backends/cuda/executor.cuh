@@ -111,7 +111,7 @@ template <class P> class cuda_executor {
     }
     resolve_aliases<P>(values_.data());
     sync_variables_for_run();
-    execute(batch_size);
+    execute(batch_size, host_rollback::count);
     std::size_t off = 0;
     set_outputs<P>(outputs_, batch_size, [&](std::size_t, int id) -> const void* {
       const std::size_t bytes = value_bytes<P>(id, batch_size);
@@ -120,7 +120,7 @@ template <class P> class cuda_executor {
       off += std::size_t(align_bytes(std::int64_t(bytes)));
       return dst;
     });
-    finish_run(off);
+    finish_run(off, host_rollback::count);
     return outputs_;
   }
 
@@ -169,9 +169,9 @@ template <class P> class cuda_executor {
     }
     resolve_aliases<P>(values_.data());
     sync_variables_for_run();
-    execute(batch_size);
+    execute(batch_size, device_rollback::count);  // fed indices were not seen on the host
     set_outputs<P>(outputs_, batch_size, [&](std::size_t, int id) -> const void* { return values_[std::size_t(id)]; });
-    finish_run(0);
+    finish_run(0, device_rollback::count);
     return outputs_;
   }
 
@@ -237,6 +237,21 @@ template <class P> class cuda_executor {
   static constexpr std::int64_t device_align = 256;
 
   static constexpr std::int64_t device_aligned(std::int64_t n) { return (n + device_align - 1) / device_align * device_align; }
+  // The variables a faulting run restores (runtime/binding.hpp): run() checks host-fed gather
+  // indices before any kernel, so there only computed indices can fault mid-run; run_device()
+  // reads its indices on the device, where a fed index can fault too. host_rollback is a prefix
+  // of device_rollback, so one saved copy serves both (the first `count` variables of it).
+  using host_rollback = rollback_set<P, true>;
+  using device_rollback = rollback_set<P, false>;
+  static constexpr std::array<std::int64_t, std::size_t(device_rollback::count) + 1> rollback_offsets = [] {
+    std::array<std::int64_t, std::size_t(device_rollback::count) + 1> a{};
+    for (int k = 0; k < device_rollback::count; ++k) {
+      const node& n = P::nodes[std::size_t(device_rollback::variables[std::size_t(k)])];
+      const std::int64_t bytes = n.out.static_elements() * std::int64_t(size_of(n.type));
+      a[std::size_t(k) + 1] = a[std::size_t(k)] + (bytes + device_align - 1) / device_align * device_align;  // device_aligned, not callable here
+    }
+    return a;
+  }();
 
   void bind_variables_and_constants() {
     const std::span<const double> pool(P::pool.data(), P::pool.size());
@@ -247,6 +262,7 @@ template <class P> class cuda_executor {
     fault_ = reinterpret_cast<cuda_detail::gather_fault*>(at);
     at += device_aligned(std::int64_t(sizeof(cuda_detail::gather_fault)));
     KILN_CUDA(cudaMemsetAsync(fault_, 0, sizeof(cuda_detail::gather_fault), stream_.get()));
+    if constexpr (device_rollback::count > 0) rollback_.reset(std::size_t(rollback_offsets[std::size_t(device_rollback::count)]));
     device_vars_ = cuda_detail::device_variables_for(*store_, options_.device);
     for (int v = 0; v < P::plan.n_variables; ++v) {
       const int id = P::plan.variables[std::size_t(v)];
@@ -352,20 +368,21 @@ template <class P> class cuda_executor {
   }
 
 
-  // The kernels of one run, directly or through a captured CUDA graph.
-  void execute(std::int64_t batch_size) {
+  // The kernels of one run, directly or through a captured CUDA graph; first a copy of the first
+  // `rollback_count` variables of device_rollback, which finish_run restores if a gather faults.
+  void execute(std::int64_t batch_size, int rollback_count) {
     const cuda_detail::launch_context ctx{values_.data(), batch_size, stream_.get(), max_blocks_};
     if (!options_.use_graphs) {
-      enqueue(ctx);
+      enqueue(ctx, rollback_count);
       return;
     }
-    graph_key key{batch_size, {}};
+    graph_key key{batch_size, rollback_count, {}};
     for (int i = 0; i < P::plan.n_feeds; ++i) key.feeds[std::size_t(i)] = values_[std::size_t(P::plan.feeds[std::size_t(i)])];
     if (!graph_exec_ || !(key == graph_key_)) {
       invalidate_graph();
       KILN_CUDA(cudaStreamBeginCapture(stream_.get(), cudaStreamCaptureModeThreadLocal));
       try {
-        enqueue(ctx);
+        enqueue(ctx, rollback_count);
       } catch (...) {
         cudaGraph_t broken = nullptr;
         (void)cudaStreamEndCapture(stream_.get(), &broken);
@@ -389,8 +406,9 @@ template <class P> class cuda_executor {
     graph_.reset();
   }
 
-  void enqueue(const cuda_detail::launch_context& ctx) {
+  void enqueue(const cuda_detail::launch_context& ctx, int rollback_count) {
     if constexpr (has_gather) KILN_CUDA(cudaMemsetAsync(fault_, 0, sizeof(cuda_detail::gather_fault), ctx.stream));
+    copy_rollback(rollback_count, true, ctx.stream);
     kernels k{ctx, cublas_.get(), scratch_, fault_};
     run_schedule<P>(k);
   }
@@ -424,15 +442,35 @@ template <class P> class cuda_executor {
   };
 
  private:
-  // Waits for the run; reports an out-of-range gather index it met.
-  void finish_run(std::size_t fault_offset) {
+  // Saves (save = true) or restores the first `count` variables of device_rollback.
+  void copy_rollback(int count, bool save, cudaStream_t stream) {
+    if constexpr (device_rollback::count > 0) {
+      for (int k = 0; k < count; ++k) {
+        const int id = device_rollback::variables[std::size_t(k)];
+        void* copy = rollback_.data() + rollback_offsets[std::size_t(k)];
+        void* value = values_[std::size_t(id)];
+        const std::size_t bytes = value_bytes<P>(id, 1);
+        KILN_CUDA(cudaMemcpyAsync(save ? copy : value, save ? value : copy, bytes, cudaMemcpyDeviceToDevice, stream));
+      }
+    } else {
+      (void)count, (void)save, (void)stream;
+    }
+  }
+
+  // Waits for the run; reports an out-of-range gather index it met, after restoring the
+  // variables assigned before the faulting gather (assigns after it were skipped on the device).
+  void finish_run(std::size_t fault_offset, int rollback_count) {
     if constexpr (has_gather) {
       auto* fault = reinterpret_cast<cuda_detail::gather_fault*>(host_out_.data() + fault_offset);
       KILN_CUDA(cudaMemcpyAsync(fault, fault_, sizeof(cuda_detail::gather_fault), cudaMemcpyDeviceToHost, stream_.get()));
       KILN_CUDA(cudaStreamSynchronize(stream_.get()));
-      if (fault->flag) throw error(describe_fault(*fault, std::make_index_sequence<std::size_t(P::plan.n_groups)>{}));
+      if (fault->flag) {
+        copy_rollback(rollback_count, false, stream_.get());
+        KILN_CUDA(cudaStreamSynchronize(stream_.get()));
+        throw error(describe_fault(*fault, std::make_index_sequence<std::size_t(P::plan.n_groups)>{}) + "; the run changed no variable");
+      }
     } else {
-      (void)fault_offset;
+      (void)fault_offset, (void)rollback_count;
       KILN_CUDA(cudaStreamSynchronize(stream_.get()));
     }
   }
@@ -449,6 +487,7 @@ template <class P> class cuda_executor {
 
   struct graph_key {
     std::int64_t batch = -1;
+    int rollback_count = 0;
     std::array<const void*, std::size_t(P::plan.n_feeds) + 1> feeds{};
     friend bool operator==(const graph_key&, const graph_key&) = default;
   };
@@ -464,6 +503,7 @@ template <class P> class cuda_executor {
   cuda_detail::cublas_handle cublas_;
   std::shared_ptr<cuda_detail::device_variables> device_vars_;  // shared per (store, GPU)
   cuda_detail::device_buffer persistent_;  // gather fault record, constants
+  cuda_detail::device_buffer rollback_;    // copies of device_rollback's variables during a run
   cuda_detail::device_buffer arena_;       // feed staging, slots, reduction scratch
   cuda_detail::pinned_buffer host_out_;    // outputs and the fault record, on the host
   cuda_detail::graph_handle graph_;

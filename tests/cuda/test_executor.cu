@@ -22,7 +22,26 @@ namespace {
 using contract_models::mirror_infer;  // tests/executor_contract_models.hpp
 using contract_models::mirror_train;
 
+using contract_models::assign_then_computed_gather;
 using contract_models::gather_then_assign;
+
+// An assign declared (and scheduled) before a gather of fed indices: run() checks the indices on
+// the host before any kernel; run_device() meets them on the device, after the assign ran.
+constexpr auto assign_then_fed_gather = [] {
+  graph g;
+  tensor count = g.variable("count", i64, {}, init::zeros(), false);
+  g.output("count", assign_add(count, g.scalar(1, i64)));
+  tensor table = g.variable("table", f32, {4, 2}, init::arange(0));
+  tensor ids = g.placeholder("ids", i32, {batch});
+  g.output("rows", gather(table, ids));
+  return g;
+};
+
+template <class P> int position_of(group_kind kind) {
+  for (int pos = 0; pos < P::plan.n_groups; ++pos)
+    if (P::plan.groups[std::size_t(P::plan.schedule[std::size_t(pos)])].kind == kind) return pos;
+  return -1;
+}
 
 constexpr auto transpose_twice = [] {
   graph g;
@@ -70,6 +89,35 @@ TEST_CASE("cuda.executor.per_variable_coherence") {
 TEST_CASE("cuda.executor.gather_fault_stops_later_assigns") {
   auto gpu = compile<cuda>(gather_then_assign);
   contract_models::check_gather_fault_stops_assigns(gpu);
+}
+
+// The assigns scheduled before the faulting gather ran on the device; the run restores them.
+TEST_CASE("cuda.executor.computed_index_fault_rolls_back_earlier_assigns") {
+  auto gpu = compile<cuda>(assign_then_computed_gather);
+  contract_models::check_computed_index_fault_rolls_back(gpu);
+}
+
+TEST_CASE("cuda.executor.run_device_fed_index_fault_rolls_back_earlier_assigns") {
+  using P = decltype(compile<cuda>(assign_then_fed_gather))::program_type;
+  REQUIRE(position_of<P>(group_kind::assign) >= 0);
+  REQUIRE(position_of<P>(group_kind::assign) < position_of<P>(group_kind::gather));
+  auto gpu = compile<cuda>(assign_then_fed_gather);
+  const std::vector<std::int32_t> good{3, 0}, bad{1, 9};
+  device_array<std::int32_t> ids(2);
+  auto run_with = [&](const std::vector<std::int32_t>& host) -> decltype(auto) {
+    REQUIRE(cudaMemcpy(ids.p, host.data(), 2 * sizeof(std::int32_t), cudaMemcpyHostToDevice) == cudaSuccess);
+    return gpu.run_device({{"ids", value_ref{ids.p, i32, dims{2}}}});
+  };
+  run_with(good);
+  CHECK_THROWS_WITH_AS(run_with(bad), doctest::Contains("index 9 is out of range [0, 4)"), kiln::error);
+  CHECK(gpu.variable<std::int64_t>("count").item() == 1);
+  const auto& out = run_with(good);
+  std::vector<float> rows(4);
+  REQUIRE(cudaMemcpy(rows.data(), out["rows"].data, 4 * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess);
+  CHECK(rows == std::vector<float>{6, 7, 0, 1});
+  std::int64_t count = 0;
+  REQUIRE(cudaMemcpy(&count, out["count"].data, sizeof count, cudaMemcpyDeviceToHost) == cudaSuccess);
+  CHECK(count == 2);
 }
 
 TEST_CASE("cuda.executor.arena_survives_out_of_memory") {

@@ -58,9 +58,19 @@ KILN_INLINE packet_f32 packet_tanh(packet_f32 a) {
   return ei::pselect(tiny_mask, x, ei::pdiv(p, q));
 }
 
-// sigmoid: Eigen's logistic (a rational approximation, with exp only where x < -9), faster than
-// 1 / (1 + exp(-x)) and as accurate (a few ulp).
-KILN_INLINE packet_f32 packet_sigmoid(packet_f32 x) { return ei::scalar_logistic_op<float>().packetOp(x); }
+// sigmoid: with FMA, Eigen's logistic (a rational approximation, with exp only where x < -9),
+// faster than 1 / (1 + exp(-x)) and as accurate (a few ulp). Without FMA (plain x86-64: SSE2) the
+// same polynomial, evaluated with a rounding after every multiply, is off by up to 2.5e-5
+// relative near x = -5 (found by the portable CI pass, tools/test.sh --portable), so there it is
+// 1 / (1 + exp(-x)), whose packet exp keeps a few ulp (exp(-x) overflowing to inf gives 0).
+KILN_INLINE packet_f32 packet_sigmoid(packet_f32 x) {
+#ifdef EIGEN_VECTORIZE_FMA
+  return ei::scalar_logistic_op<float>().packetOp(x);
+#else
+  const packet_f32 one = ei::pset1<packet_f32>(1.f);
+  return ei::pdiv(one, ei::padd(one, ei::pexp(ei::pnegate(x))));
+#endif
+}
 
 // The SIMD math of an op: one specialization per op, apply(x) for unary ops and apply(a, b) for
 // binary ones. This is the only list: has_packet_math() below is derived from it, so an op gains

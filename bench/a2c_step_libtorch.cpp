@@ -21,6 +21,7 @@
 #include <torch/utils.h>
 #include <torch/version.h>
 #include "a2c_common.hpp"
+#include "peer_config.hpp"
 
 namespace {
 
@@ -124,7 +125,7 @@ int main(int argc, char** argv) {
   const bool print_plan = argc > 1 && std::strcmp(argv[1], "--describe") == 0;
   bench::print_machine();
   const int threads = int(std::thread::hardware_concurrency());
-  std::printf("libtorch_version: %s\n", TORCH_VERSION);
+  bench::print_libtorch_config();
 
   a2c::kiln_bench k;
   a2c::report_kiln_checks(k, print_plan);

@@ -34,6 +34,7 @@
 #include <torch/utils.h>
 #include <torch/version.h>
 #include "bench_util.hpp"
+#include "peer_config.hpp"
 
 namespace {
 
@@ -251,9 +252,7 @@ int main(int argc, char** argv) try {
   const options o = parse(argc, argv);
   bench::print_machine();
   torch::set_num_threads(o.threads);
-  std::printf("libtorch_version: %s\n", TORCH_VERSION);
-  std::printf("threads_libtorch: %d (torch::set_num_threads; OpenMP)\n", torch::get_num_threads());
-  std::printf("libtorch_mkldnn: %s\n", at::hasMKLDNN() ? "yes" : "no");
+  bench::print_libtorch_config();
   std::printf("method: median over %d rounds (each from the starting weights, %d warm-up steps) of %d (cnn) / %d (mlp) timed steps\n", o.rounds,
               o.warmup, o.cnn_steps, o.mlp_steps);
   if (o.model != "mlp") report("cnn", o.cnn_batch, measure<cnn_trainer>(o.cnn_batch, o.cnn_steps, o));

@@ -6,7 +6,10 @@
 #
 # Builds the two bench programs it needs, runs them, then prints the PyTorch ratio and whether the
 # PyTorch trajectory matches kiln's. Without LibTorch it runs bench/a2c_step.cpp (kiln and its f64
-# reference only). Everything printed is `name: value`.
+# reference only). Both peers run in their best configuration on this machine: tools/peer_sweep.sh
+# tries every BLAS x malloc combination first (each program itself measures 1 and all threads and
+# keeps the better), prints every figure, and the final runs use the best. Everything printed is
+# `name: value`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-build}
@@ -24,8 +27,24 @@ fi
 ninja -C "$dir" -j "${JOBS:-2}" "$exe" >/dev/null
 
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
-"$dir/$exe" | tee "$out"
+trap 'rm -f "$out" "$out.sweep"' EXIT
+# best_env PREFIX METRIC COMMAND...: sweeps COMMAND's configurations, prints the sweep with its
+# names prefixed, and leaves the best configuration's VAR=value words in $best_env.
+best_env=
+best_env() {
+  local prefix=$1 metric=$2
+  shift 2
+  bash tools/peer_sweep.sh "$metric" lower -- "$@" >"$out.sweep"
+  sed "s/^peer_/${prefix}_peer_/" "$out.sweep"
+  best_env=$(sed -n 's/^peer_best_env: //p' "$out.sweep")
+}
+if [[ $exe == bench/bench_a2c_step_libtorch ]]; then
+  best_env libtorch libtorch_a2c_step_us "$dir/$exe"
+  # shellcheck disable=SC2086  # VAR=value words
+  env $best_env "$dir/$exe" | tee "$out"
+else
+  "$dir/$exe" | tee "$out"
+fi
 
 value() { sed -n "s/^$1: //p" "$out" | head -n 1; }
 
@@ -33,7 +52,9 @@ if ! "$python" -c 'import torch' 2>/dev/null; then
   echo "note: $python cannot import torch (apt-get install python3-torch); no PyTorch figures" >&2
   exit 0
 fi
-"$python" bench/a2c_step_pytorch.py | tee -a "$out"
+best_env pytorch pytorch_a2c_step_us "$python" bench/a2c_step_pytorch.py
+# shellcheck disable=SC2086
+env $best_env "$python" bench/a2c_step_pytorch.py | tee -a "$out"
 
 kiln=$(value kiln_a2c_step_us)
 pytorch=$(value pytorch_a2c_step_us)

@@ -4,7 +4,8 @@
 set -euo pipefail
 packages=(g++ clang libclang-rt-14-dev meson ninja-build pkg-config cmake libeigen3-dev libtbb-dev doctest-dev libcli11-dev zlib1g-dev dataset-fashion-mnist time python3)
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(libtorch-dev libopenblas0-openmp python3-torch)
+  # The peers' configurations tools/peer_sweep.sh tries: OpenBLAS (OpenMP, pthreads), BLIS, tcmalloc.
+  packages+=(libtorch-dev libopenblas0-openmp libopenblas0-pthread libblis4-openmp libblis4-pthread libtcmalloc-minimal4 python3-torch)
 fi
 missing=()
 for p in "${packages[@]}"; do

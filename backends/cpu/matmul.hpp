@@ -324,6 +324,15 @@ template <class P, int G> struct matmul_group {
                                              contraction_orientation<Mc, N>() != 0;
   using epilogue = fused_expr<P, G, grp.root, grp.root>;
   static constexpr std::int64_t row_block = 64;
+  // Rows per task: M in ceil(M / row_block) blocks of equal size (a multiple of 4), so that the
+  // threads get even shares (M = 100 as one 64-row and one 36-row block kept one of two threads
+  // waiting a third of the time). Depends only on M, never on the number of threads.
+  static constexpr std::int64_t balanced_row_block(std::int64_t M) {
+    const std::int64_t blocks = (M + row_block - 1) / row_block;
+    if (blocks <= 1) return row_block;
+    const std::int64_t rows = (M + blocks - 1) / blocks;
+    return (rows + 3) / 4 * 4;
+  }
   // The small kernel hands its packets to the epilogue in registers: the product is never stored
   // and read back (at [32,128] that store alone costs as much as the arithmetic).
   using register_epilogue = fused_expr<P, G, grp.root, grp.root, (grp.anchor_view >= 0 ? grp.anchor_view : M_node)>;
@@ -413,10 +422,11 @@ template <class P, int G> struct matmul_group {
     [[maybe_unused]] alignas(64) float shared_packed[pack_b && rb == 2 ? K * N : 1];
     if constexpr (pack_b && rb == 2) pack(b, shared_packed);
     const std::int64_t batches = ra == 3 ? sa.extent(0, ctx.batch) : 1;
-    const std::int64_t blocks_per_batch = (M + row_block - 1) / row_block;
+    const std::int64_t block = balanced_row_block(M);
+    const std::int64_t blocks_per_batch = (M + block - 1) / block;
     auto task = [&](std::int64_t t) {
-      const std::int64_t bi = t / blocks_per_batch, m0 = (t % blocks_per_batch) * row_block;
-      const std::int64_t m1 = std::min(M, m0 + row_block);
+      const std::int64_t bi = t / blocks_per_batch, m0 = (t % blocks_per_batch) * block;
+      const std::int64_t m1 = std::min(M, m0 + block);
       const T* ab = a + (ra == 3 ? bi * M * Kr : 0);
       const T* bb = b + (rb == 3 ? bi * Kr * N : 0);
       if constexpr (pack_b && rb == 3) {
@@ -434,7 +444,7 @@ template <class P, int G> struct matmul_group {
       }
     };
     const std::int64_t tasks = batches * blocks_per_batch;
-    parallel_range(tasks, row_block * N * Kr * 2, [&](std::int64_t t0, std::int64_t t1) {
+    parallel_range(tasks, block * N * Kr * 2, [&](std::int64_t t0, std::int64_t t1) {
       for (std::int64_t t = t0; t < t1; ++t) task(t);
     });
   }

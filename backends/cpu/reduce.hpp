@@ -115,6 +115,59 @@ template <class P, int G> struct reduction {
     }
   }
 
+  // Sums over all leading axes into few columns (a batch norm's per-channel sums over [N, H, W, C]):
+  // C is static and whole packets wide, at most 8 of them. Whole rows go through the fused input
+  // several at a time (one call per reduce_chunk elements, not per row), are accumulated in
+  // registers in two interleaved chains (even and odd rows: one chain waits on the adder's
+  // latency), over fixed blocks of rows reduced in parallel and combined in block order. The
+  // blocks and chains depend only on the shape, so the result does not depend on the threads.
+  static constexpr std::int64_t static_columns = [] {
+    std::int64_t c = 1;
+    for (int d = axes.last + 1; d < x.out.rank; ++d) {
+      if (x.out.dim[d] == batch) return std::int64_t(-1);
+      c *= x.out.dim[d];
+    }
+    return c;
+  }();
+  static constexpr int row_packets = packet_columns && static_columns > 0 && static_columns % packet_lanes == 0 ? int(static_columns / packet_lanes) : 0;
+  static constexpr bool blocked_rows =
+      (kind == op::reduce_sum || kind == op::reduce_mean) && axes.first == 0 && row_packets >= 1 && row_packets <= 8 && static_columns <= reduce_chunk;
+  static constexpr std::int64_t max_row_blocks = 32;
+
+  static void run_blocked_rows(const context& ctx, out_t* out, std::int64_t R) {
+    constexpr std::int64_t C = static_columns;
+    constexpr std::int64_t rows_per_call = reduce_chunk / C;
+    std::int64_t block = std::max(rows_per_call * 16, (R + max_row_blocks - 1) / max_row_blocks);
+    block = (block + rows_per_call - 1) / rows_per_call * rows_per_call;
+    const std::int64_t blocks = (R + block - 1) / block;
+    alignas(64) in_t partial[max_row_blocks][C];
+    parallel_range(blocks, block * C * input::cost, [&](std::int64_t b, std::int64_t e) {
+      alignas(64) in_t scratch[reduce_chunk];
+      for (std::int64_t k = b; k < e; ++k) {
+        packet even[row_packets], odd[row_packets];
+        static_for<row_packets>([&](auto q) { even[q] = odd[q] = ei::pset1<packet>(identity()); });
+        const std::int64_t r1 = std::min(R, (k + 1) * block);
+        for (std::int64_t r = k * block; r < r1; r += rows_per_call) {
+          const std::int64_t rows = std::min(rows_per_call, r1 - r);
+          const in_t* p = source(ctx, scratch, r * C, rows * C);
+          std::int64_t i = 0;
+          for (; i + 2 <= rows; i += 2, p += 2 * C)
+            static_for<row_packets>([&](auto q) {
+              even[q] = pcombine(even[q], ei::ploadu<packet>(p + q * packet_lanes));
+              odd[q] = pcombine(odd[q], ei::ploadu<packet>(p + C + q * packet_lanes));
+            });
+          if (i < rows) static_for<row_packets>([&](auto q) { even[q] = pcombine(even[q], ei::ploadu<packet>(p + q * packet_lanes)); });
+        }
+        static_for<row_packets>([&](auto q) { ei::pstoreu(partial[k] + q * packet_lanes, pcombine(even[q], odd[q])); });
+      }
+    });
+    for (std::int64_t j = 0; j < C; ++j) {
+      in_t acc = identity();
+      for (std::int64_t k = 0; k < blocks; ++k) acc = combine(acc, partial[k][j]);
+      out[j] = finish(acc, R);
+    }
+  }
+
   static void run(const context& ctx) {
     std::int64_t A = 1, R = 1, C = 1;
     for (int d = 0; d < x.out.rank; ++d) {
@@ -185,6 +238,8 @@ template <class P, int G> struct reduction {
           }
         });
       }
+    } else if constexpr (blocked_rows) {
+      run_blocked_rows(ctx, out, R);
     } else {
       // strided: accumulate whole rows of C values, parallel over (a, column chunk)
       const std::int64_t col_chunks = (C + reduce_chunk - 1) / reduce_chunk;

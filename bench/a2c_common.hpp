@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 #include <kiln.hpp>
+#include "roofline.hpp"
 #include "bench_util.hpp"
 
 namespace a2c {
@@ -317,6 +318,7 @@ class kiln_bench {
 inline void report_kiln_checks(kiln_bench& k, bool print_plan) {
   using P = executor::program_type;
   std::printf("kiln_groups: %d\n", P::plan.n_groups);
+  bench::print_plan_work<P>("kiln_a2c_step", batch_size);
   if (print_plan) std::printf("%s", describe<P>().c_str());
   const std::vector<double> losses = k.trajectory(100);
   std::printf("kiln_arena_bytes: %zu\n", k.ex().arena_bytes());

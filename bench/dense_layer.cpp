@@ -3,6 +3,7 @@
 #include <thread>
 #include <oneapi/tbb/global_control.h>
 #include "dense_common.hpp"
+#include "roofline.hpp"
 
 int main() {
   using namespace dense;
@@ -12,6 +13,7 @@ int main() {
   {
     constexpr std::int64_t K = 4, N = 128;
     auto ex = compile<cpu>(layer<K, N>);
+    bench::print_plan_work<decltype(ex)::program_type>("dense_b1", 1);
     eigen_layer ref(ex.variable<float>("W").data(), ex.variable<float>("b").data(), K, N);
     const std::vector<float> x = input(1, K, 0.1);
     std::printf("dense_b1_max_abs_diff_vs_eigen: %.3g\n", max_abs_diff(run(ex, x.data(), 1, K), ref(x.data(), 1), N));
@@ -43,6 +45,7 @@ int main() {
   {
     constexpr std::int64_t M = 1024, K = 784, N = 300;
     auto ex = compile<cpu>(layer<K, N>);
+    bench::print_plan_work<decltype(ex)::program_type>("dense_b1024", M);
     eigen_layer ref(ex.variable<float>("W").data(), ex.variable<float>("b").data(), K, N);
     const std::vector<float> x = input(M, K, 0.3);
     std::printf("dense_b1024_max_abs_diff_vs_eigen: %.3g\n", max_abs_diff(run(ex, x.data(), M, K), ref(x.data(), M), M * N));

@@ -29,6 +29,7 @@
 #include <kiln.hpp>
 #include <oneapi/tbb/global_control.h>
 #include "bench_util.hpp"
+#include "roofline.hpp"
 
 using namespace kiln;
 
@@ -127,6 +128,7 @@ int main() {
   const dims shape{n_elems};
 
   auto fused = compile<cpu>(chain);
+  bench::print_plan_work<decltype(fused)::program_type>("fused", 1);
   auto e1 = compile<cpu>(e_mul_c);
   auto e2 = compile<cpu>(e_add_c);
   auto e3 = compile<cpu>(e_tanh);

@@ -28,6 +28,7 @@
 #include "models/mlp.hpp"
 #include "models/mnist_cnn.hpp"
 #include "bench_util.hpp"
+#include "roofline.hpp"
 
 using namespace kiln;
 
@@ -196,11 +197,13 @@ int main(int argc, char** argv) try {
   if (o.model != "mlp") {
     auto ex = compile<cpu>(models::mnist_cnn_train{});
     set_weights(ex, cnn_parameters);
+    bench::print_plan_work<decltype(ex)::program_type>("kiln_cnn_batch" + std::to_string(o.cnn_batch), o.cnn_batch);
     report("cnn", o.cnn_batch, measure(ex, o.cnn_batch, o.cnn_steps, o));
   }
   if (o.model != "cnn") {
     auto ex = compile<cpu>(models::mlp_train{});
     set_weights(ex, mlp_parameters);
+    bench::print_plan_work<decltype(ex)::program_type>("kiln_mlp_batch" + std::to_string(o.mlp_batch), o.mlp_batch);
     report("mlp", o.mlp_batch, measure(ex, o.mlp_batch, o.mlp_steps, o));
   }
   bench::print_capacity_at_end();

@@ -192,48 +192,61 @@ TEST_CASE("vision_gradients.second_order.conv_max_pool") {
 
 namespace {
 
-struct tie_model {
+// C channels: 2 (the scalar kernel) or 16 (whole packets of every ISA: the packet kernel). With
+// Relu, the pool reads relu(x) and its gradient is routed only where the maximum is positive.
+template <std::int64_t C, bool Relu = false> struct tie_model {
   constexpr graph operator()() const {
     graph g;
-    tensor x = g.placeholder("x", f32, {batch, 5, 5, 2});
-    tensor up = g.placeholder("up", f32, {batch, 3, 3, 2});
-    tensor y = max_pool2d(x, 2, 0, padding::same);  // pads the last row and column
+    tensor x = g.placeholder("x", f32, {batch, 5, 5, C});
+    tensor up = g.placeholder("up", f32, {batch, 3, 3, C});
+    tensor y = max_pool2d(Relu ? relu(x) : x, 2, 0, padding::same);  // pads the last row and column
     g.output("y", y);
     g.output("dx", gradients(y, {x}, up)[0]);
     return g;
   }
 };
 
-}  // namespace
-
 // TF's MaxPoolGrad: the whole upstream of a window goes to its first maximum in row-major order.
-TEST_CASE("vision_gradients.max_pool2d.ties_go_to_the_first_maximum") {
-  auto ex = compile<cpu>(tie_model{});
+// Even channels: constant 1.5 (every window ties); odd channels: x = -1 - (row + col) % 2, so
+// every window's maxima (-1) lie on the even diagonals. With Relu the odd channels pool zeros
+// (relu of negatives), whose gradient is zero everywhere.
+template <std::int64_t C, bool Relu> void check_ties_go_to_the_first_maximum() {
+  auto ex = compile<cpu>(tie_model<C, Relu>{});
   const std::int64_t B = 2;
-  // channel 0: constant 1.5 (every window ties); channel 1: x = -1 - (row + col) % 2, so every
-  // window's maxima (-1) lie on the even diagonals
-  std::vector<float> x(std::size_t(B * 25 * 2)), up(std::size_t(B * 9 * 2));
+  std::vector<float> x(std::size_t(B * 25 * C)), up(std::size_t(B * 9 * C));
   for (std::int64_t b = 0; b < B; ++b)
     for (std::int64_t r = 0; r < 5; ++r)
-      for (std::int64_t c = 0; c < 5; ++c) {
-        x[std::size_t(((b * 5 + r) * 5 + c) * 2)] = 1.5f;
-        x[std::size_t(((b * 5 + r) * 5 + c) * 2 + 1)] = -1.0f - float((r + c) % 2);
-      }
+      for (std::int64_t c = 0; c < 5; ++c)
+        for (std::int64_t ch = 0; ch < C; ++ch)
+          x[std::size_t(((b * 5 + r) * 5 + c) * C + ch)] = ch % 2 == 0 ? 1.5f : -1.0f - float((r + c) % 2);
   for (std::size_t i = 0; i < up.size(); ++i) up[i] = float(i + 1);
-  const auto& out = ex.run({{"x", view(x, {B, 5, 5, 2})}, {"up", view(up, {B, 3, 3, 2})}});
-  const auto y = out.get<float>("y").flat();
-  const auto dx = out.get<float>("dx").flat();
+  const auto& out = ex.run({{"x", view(x, {B, 5, 5, C})}, {"up", view(up, {B, 3, 3, C})}});
+  const auto y = out.template get<float>("y").flat();
+  const auto dx = out.template get<float>("dx").flat();
   std::vector<float> want(x.size(), 0.0f);
   for (std::int64_t b = 0; b < B; ++b)
     for (std::int64_t p = 0; p < 3; ++p)
       for (std::int64_t q = 0; q < 3; ++q)
-        for (std::int64_t ch = 0; ch < 2; ++ch) {
-          const std::size_t o = std::size_t(((b * 3 + p) * 3 + q) * 2 + ch);
-          CHECK(y[o] == (ch == 0 ? 1.5f : -1.0f));
-          // first maximum: the window's top-left entry (2p, 2q) has an even diagonal in both channels
-          want[std::size_t(((b * 5 + 2 * p) * 5 + 2 * q) * 2 + ch)] += up[o];
+        for (std::int64_t ch = 0; ch < C; ++ch) {
+          const std::size_t o = std::size_t(((b * 3 + p) * 3 + q) * C + ch);
+          const float pooled = ch % 2 == 0 ? 1.5f : (Relu ? 0.0f : -1.0f);
+          CHECK(y[o] == pooled);
+          // first maximum: the window's top-left entry (2p, 2q) has an even diagonal in both patterns
+          if (!Relu || pooled > 0) want[std::size_t(((b * 5 + 2 * p) * 5 + 2 * q) * C + ch)] += up[o];
         }
   for (std::size_t i = 0; i < want.size(); ++i) CHECK(dx[i] == want[i]);
+}
+
+}  // namespace
+
+TEST_CASE("vision_gradients.max_pool2d.ties_go_to_the_first_maximum") {
+  check_ties_go_to_the_first_maximum<2, false>();
+  check_ties_go_to_the_first_maximum<16, false>();
+}
+
+TEST_CASE("vision_gradients.max_pool2d.relu_folded_gradient_routes_only_positive_maxima") {
+  check_ties_go_to_the_first_maximum<2, true>();
+  check_ties_go_to_the_first_maximum<16, true>();
 }
 
 // ---- the weight gradient of a convolution at many batch sizes ---------------------------------------

@@ -130,8 +130,8 @@ template <class P, int G> struct reduction {
     return c;
   }();
   static constexpr int row_packets = packet_columns && static_columns > 0 && static_columns % packet_lanes == 0 ? int(static_columns / packet_lanes) : 0;
-  static constexpr bool blocked_rows =
-      (kind == op::reduce_sum || kind == op::reduce_mean) && axes.first == 0 && row_packets >= 1 && row_packets <= 8 && static_columns <= reduce_chunk;
+  static constexpr bool blocked_rows = (kind == op::reduce_sum || kind == op::reduce_mean) && std::is_same_v<in_t, out_t> && axes.first == 0 &&
+                                      row_packets >= 1 && row_packets <= 8 && static_columns <= reduce_chunk;
   static constexpr std::int64_t max_row_blocks = 32;
 
   static void run_blocked_rows(const context& ctx, out_t* out, std::int64_t R) {
@@ -161,11 +161,13 @@ template <class P, int G> struct reduction {
         static_for<row_packets>([&](auto q) { ei::pstoreu(partial[k] + q * packet_lanes, pcombine(even[q], odd[q])); });
       }
     });
-    for (std::int64_t j = 0; j < C; ++j) {
-      in_t acc = identity();
-      for (std::int64_t k = 0; k < blocks; ++k) acc = combine(acc, partial[k][j]);
-      out[j] = finish(acc, R);
-    }
+    // the blocks' sums in block order, lane by lane as combine() and finish() would
+    static_for<row_packets>([&](auto q) {
+      packet acc = ei::pset1<packet>(identity());
+      for (std::int64_t k = 0; k < blocks; ++k) acc = pcombine(acc, ei::ploadu<packet>(partial[k] + q * packet_lanes));
+      if constexpr (kind == op::reduce_mean) acc = ei::pdiv(acc, ei::pset1<packet>(in_t(R > 0 ? R : 1)));
+      ei::pstoreu(out + q * packet_lanes, acc);
+    });
   }
 
   static void run(const context& ctx) {

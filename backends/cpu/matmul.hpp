@@ -84,14 +84,16 @@ template <std::int64_t K, std::int64_t N, class TileSink>
 void small_gemm_rows(const float* a, const float* b, float* c, std::int64_t m0, std::int64_t m1, const TileSink& tile_sink) {
   constexpr std::int64_t vector_cols = has_masked_tail ? N : N / packet_width * packet_width;
   constexpr std::int64_t packets = (vector_cols + packet_width - 1) / packet_width;
-  constexpr int RP = int(std::clamp<std::int64_t>(packets, 1, vector_registers / 4));
-  constexpr std::int64_t block = std::int64_t(RP) * packet_width;
-  constexpr std::int64_t full_blocks = vector_cols / block, rest = vector_cols - full_blocks * block;
-  constexpr int rest_packets = int((rest + packet_width - 1) / packet_width);
-  constexpr int last_width = int(rest - std::int64_t(rest_packets - 1) * packet_width);
-  // rows in tiles of MR, with up to half the vector registers in accumulators
-  constexpr int MR = int(std::clamp<std::int64_t>(vector_registers / 2 / RP, 1, 8));
+  // rows in tiles of MR, with up to half the vector registers in accumulators: tiles of R > 1
+  // rows take up to a quarter of the registers per row; a row alone takes up to half (with 16
+  // registers, AVX2's batch-1 layer would otherwise run twice as many tiles as AVX-512's)
+  constexpr int MR = int(std::clamp<std::int64_t>(vector_registers / 2 / std::clamp<std::int64_t>(packets, 1, vector_registers / 4), 1, 8));
   auto row_tiles = [&]<int R>(std::int64_t m) {
+    constexpr int RP = int(std::clamp<std::int64_t>(packets, 1, R == 1 ? vector_registers / 2 : vector_registers / 4));
+    constexpr std::int64_t block = std::int64_t(RP) * packet_width;
+    constexpr std::int64_t full_blocks = vector_cols / block, rest = vector_cols - full_blocks * block;
+    constexpr int rest_packets = int((rest + packet_width - 1) / packet_width);
+    constexpr int last_width = int(rest - std::int64_t(rest_packets - 1) * packet_width);
     const float* arow = a + m * K;
     for (std::int64_t blk = 0; blk < full_blocks; ++blk)
       gemm_row_tile<K, R, RP, packet_width>(arow, b + blk * block, N, [&](std::int64_t r, const packet_f32* acc) {

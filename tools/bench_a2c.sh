@@ -15,15 +15,9 @@ cd "$(dirname "$0")/.."
 dir=${1:-build}
 python=/usr/bin/python3  # Debian's python3-torch is installed for the system interpreter
 
-if [[ ! -f "$dir/build.ninja" ]]; then
-  meson setup "$dir" -Dlibtorch=auto >/dev/null
-fi
-if ninja -C "$dir" -t targets all 2>/dev/null | grep -q '^bench/bench_a2c_step_libtorch:'; then
-  exe=bench/bench_a2c_step_libtorch
-else
-  echo "note: LibTorch peer not configured in $dir (meson configure $dir -Dlibtorch=enabled); kiln only" >&2
-  exe=bench/bench_a2c_step
-fi
+source tools/bench_lib.sh
+exe=$(libtorch_peer "$dir" bench/bench_a2c_step_libtorch "kiln only")
+exe=${exe:-bench/bench_a2c_step}
 ninja -C "$dir" -j "${JOBS:-2}" "$exe" >/dev/null
 
 out=$(mktemp)

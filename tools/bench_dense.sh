@@ -10,14 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-build}
-if [[ ! -f "$dir/build.ninja" ]]; then
-  meson setup "$dir" -Dlibtorch=auto >/dev/null
-fi
-peer=bench/bench_dense_layer_libtorch
-if ! ninja -C "$dir" -t targets all 2>/dev/null | grep -q "^$peer:"; then
-  echo "note: LibTorch peer not configured in $dir (meson configure $dir -Dlibtorch=enabled); kiln and Eigen only" >&2
-  peer=
-fi
+source tools/bench_lib.sh
+peer=$(libtorch_peer "$dir" bench/bench_dense_layer_libtorch "kiln and Eigen only")
 ninja -C "$dir" -j "${JOBS:-2}" bench/bench_dense_layer $peer >/dev/null
 "$dir/bench/bench_dense_layer"
 [[ -z "$peer" ]] && exit 0

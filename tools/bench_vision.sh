@@ -26,14 +26,8 @@ flags=("$@")
 runs=${RUNS:-3}
 idle_wait=${IDLE_WAIT:-300}
 
-if [[ ! -f "$dir/build.ninja" ]]; then
-  meson setup "$dir" -Dlibtorch=auto >/dev/null
-fi
-peer=bench/bench_vision_train_libtorch
-if ! ninja -C "$dir" -t targets all 2>/dev/null | grep -q "^$peer:"; then
-  echo "note: LibTorch peer not configured in $dir (meson configure $dir -Dlibtorch=enabled); kiln only" >&2
-  peer=
-fi
+source tools/bench_lib.sh
+peer=$(libtorch_peer "$dir" bench/bench_vision_train_libtorch "kiln only")
 ninja -C "$dir" -j "${JOBS:-2}" bench/bench_vision_train $peer >/dev/null
 
 # Busy CPU seconds of the whole machine so far (all cores; /proc/stat counts in USER_HZ ticks).

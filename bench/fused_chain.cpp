@@ -64,8 +64,8 @@ constexpr auto e_sigmoid = [] { graph g; tensor a = g.placeholder("a", f32, {n_e
 constexpr auto e_mul_h = [] { graph g; tensor a = g.placeholder("a", f32, {n_elems}); g.output("o", a * 0.5); return g; };
 
 namespace ei = Eigen::internal;
-using packet = ei::packet_traits<float>::type;
-constexpr int width = ei::unpacket_traits<packet>::size;
+using packet = kiln::cpu_detail::packet_f32;  // Eigen's vector typedef without g++'s -Wignored-attributes
+constexpr int width = kiln::cpu_detail::packet_width;
 static_assert(n_elems % width == 0, "the SIMD hand loops have no scalar tail");
 
 // Hand-written single loop with explicit SIMD on Eigen's packet functions (n is a multiple of the

@@ -12,6 +12,11 @@
 using namespace kiln;
 using namespace vision_test;
 
+TEST_CASE("vision_models.mnist_cnn.batch_tiling_changes_nothing") {
+  check_batch_tiling_changes_nothing<models::mnist_cnn_train, models::mnist_cnn_infer>(64);
+  check_batch_tiling_changes_nothing<models::mnist_cnn_train, models::mnist_cnn_infer>(13);
+}
+
 TEST_CASE("vision_models.mnist_cnn.one_adam_step_lowers_the_loss") {
   variables store;
   auto train = compile<cpu>(models::mnist_cnn_train{}, &store);

@@ -21,3 +21,7 @@ TEST_CASE("vision_models.resnet.one_block") {
   CHECK(store.at("logits/kernel").shape == dims{256, 10});
   check_loss_falls(losses);
 }
+
+TEST_CASE("vision_models.resnet.batch_tiling_changes_nothing") {
+  check_batch_tiling_changes_nothing<models::resnet_train<1>, models::resnet_infer<1>>(9);
+}

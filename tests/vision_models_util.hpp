@@ -2,6 +2,8 @@
 // few Adam steps on it through a model's train graph with its inference graph checked alongside.
 #pragma once
 #include <cmath>
+#include <cstring>
+#include <span>
 #include "models/models.hpp"
 #include "test_util.hpp"
 
@@ -65,6 +67,43 @@ template <class Train, class Infer> std::vector<double> train_on_one_batch(varia
     CHECK(predictions[i] == std::int32_t(best));
   }
   return losses;
+}
+
+// Batch tiling (backends/cpu/batch_segments.hpp) changes the order in which groups visit the
+// samples, never what is computed: two train steps at batch n with and without it must agree bit
+// for bit in every output and every variable. n not a multiple of the tile leaves a short tile.
+template <class Train, class Infer> void check_batch_tiling_changes_nothing(std::int64_t n) {
+  variables tiled_store, plain_store;
+  auto tiled = compile<cpu>(Train{}, &tiled_store);
+  auto plain = compile<cpu>(Train{}, &plain_store);
+  plain.set_batch_tiling(false);
+  auto tiled_infer = compile<cpu>(Infer{}, &tiled_store);
+  auto plain_infer = compile<cpu>(Infer{}, &plain_store);
+  plain_infer.set_batch_tiling(false);
+  // the train graph has segments: the test runs the tiled path
+  REQUIRE(decltype(tiled)::batch_segment_count() > 0);
+  const batch_data b = make_batch(n, 7);
+  const std::vector<feed> feeds = {{"images", view(b.images, {n, 28, 28, 1})}, {"labels", view(b.labels, {n})}};
+  auto same_bits = [](std::span<const float> x, std::span<const float> y) {
+    return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size_bytes()) == 0;
+  };
+  for (int step = 0; step < 2; ++step) {
+    CAPTURE(step);
+    const auto& t = tiled.run(std::span<const feed>(feeds));
+    const auto& p = plain.run(std::span<const feed>(feeds));
+    CHECK(t.template get<float>("loss").item() == p.template get<float>("loss").item());
+  }
+  REQUIRE(tiled_store.size() == plain_store.size());
+  for (std::size_t i = 0; i < tiled_store.size(); ++i) {
+    const auto& v = tiled_store[i];
+    CAPTURE(v.name);
+    const auto& w = plain_store.at(v.name);
+    REQUIRE(v.data.size() == w.data.size());
+    CHECK(std::memcmp(v.data.data(), w.data.data(), v.data.size()) == 0);
+  }
+  const auto& ti = tiled_infer.run({{"images", view(b.images, {n, 28, 28, 1})}});
+  const auto& pi = plain_infer.run({{"images", view(b.images, {n, 28, 28, 1})}});
+  CHECK(same_bits(ti.template get<float>("logits").flat(), pi.template get<float>("logits").flat()));
 }
 
 inline void check_loss_falls(const std::vector<double>& losses) {

@@ -11,6 +11,7 @@
 #include "../../runtime/outputs.hpp"
 #include "../../runtime/variables.hpp"
 #include "../../runtime/view.hpp"
+#include "batch_segments.hpp"
 #include "fused.hpp"
 #include "layout.hpp"
 #include "matmul.hpp"
@@ -95,6 +96,10 @@ template <class P> class cpu_executor {
   void pull_variables() {}
   void push_variables() {}
   void mark_host_written(std::string_view) {}
+  // Batch tiling of convolutional chains (batch_segments.hpp), on by default. Off, every group
+  // passes over the whole batch in turn; the results are the same bit for bit (tests compare).
+  void set_batch_tiling(bool on) { batch_tiling_ = on; }
+  static constexpr int batch_segment_count() { return cpu_detail::batch_segments<P>::count; }
   std::int64_t arena_allocations() const { return arena_allocations_; }
   std::size_t arena_bytes() const { return arena_.size(); }
 
@@ -131,11 +136,25 @@ template <class P> class cpu_executor {
   };
 
  private:
+  // The schedule, with the batch segments (batch_segments.hpp) run tile by tile: a segment's
+  // first position runs the whole segment, its other positions nothing.
+  using segments = cpu_detail::batch_segments<P>;
+  template <std::size_t S> void run_position(kernels& k) {
+    if constexpr (segments::segments.end[S] >= 0) {
+      if (batch_tiling_) segments::template run<int(S), segments::segments.end[S]>(k.ctx);
+      else run_group<P, plan.schedule[S]>(k);
+    } else if constexpr (segments::segments.inside[S]) {
+      if (!batch_tiling_) run_group<P, plan.schedule[S]>(k);
+    } else {
+      run_group<P, plan.schedule[S]>(k);
+    }
+  }
   void run_all(kernels& k) {
 #ifdef KILN_PROFILE
     profile_schedule(k, std::make_index_sequence<std::size_t(plan.n_groups)>{});
 #else
-    run_schedule<P>(k);
+    if constexpr (segments::count == 0) run_schedule<P>(k);
+    else [&]<std::size_t... S>(std::index_sequence<S...>) { (run_position<S>(k), ...); }(std::make_index_sequence<std::size_t(plan.n_groups)>{});
 #endif
   }
 
@@ -210,7 +229,7 @@ template <class P> class cpu_executor {
   template <std::size_t S> void profiled(kernels& k) {
     timespec t0, t1;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
-    run_group<P, plan.schedule[S]>(k);
+    run_position<S>(k);  // a segment's time counts at its first position
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
     group_seconds[S] += double(t1.tv_sec - t0.tv_sec) + 1e-9 * double(t1.tv_nsec - t0.tv_nsec);
   }
@@ -223,6 +242,7 @@ template <class P> class cpu_executor {
   aligned_buffer arena_;
   aligned_buffer rollback_;
   std::int64_t arena_batch_ = -1;
+  bool batch_tiling_ = true;
   std::int64_t arena_allocations_ = 0;
   run_outputs<P::NO> outputs_{};
 };

@@ -1,7 +1,8 @@
 // Matrix products on the CPU. Small products with static K and N use register-blocked packet
 // loops (no call overhead: batch-1 inference, the layers of a small policy network); larger ones
-// call Eigen's GEMM on fixed row blocks in parallel. A fused epilogue (bias, activation) runs on
-// each row block right after it is produced, while it is still in cache.
+// run the cache-blocked kernel of gemm.hpp (f32) or Eigen's GEMM (f64) on fixed row blocks in
+// parallel. A fused epilogue (bias, activation) runs on each row block right after it is
+// produced, while it is still in cache.
 //
 // The packet loops are written with Eigen's packet primitives rather than left to the
 // auto-vectorizer: g++ -O2 does not vectorize loops whose trip count is only known at run time,
@@ -13,6 +14,7 @@
 #include <Eigen/Core>
 #include "../../ops/matmul.hpp"
 #include "fused.hpp"
+#include "gemm.hpp"
 
 namespace kiln::cpu_detail {
 
@@ -320,7 +322,12 @@ template <class P, int G> struct matmul_group {
   // into [K,N] first when small
   static constexpr bool small_kernel = f32_static_k && !narrow_kernel && (tb ? K * N <= 4096 : K * N <= 32768);
   // (a b of one row or one column is the same array either way)
-  static constexpr bool pack_b = ((narrow_kernel && !tb) || (small_kernel && tb)) && K > 1 && N > 1;
+  // the rest in f32: the cache-blocked kernel (gemm.hpp), which reads an untransposed b in place
+  // and packs a transposed one panel by panel; a static transposed b of up to 128 KiB is
+  // transposed once here instead, not once per row block (a conv layer's input gradient: dy W^T)
+  static constexpr bool blocked_kernel = std::is_same_v<T, float> && !narrow_kernel && !small_kernel;
+  static constexpr bool pack_b = (((narrow_kernel && !tb) || (small_kernel && tb)) && K > 1 && N > 1) ||
+                                 (blocked_kernel && tb && !batch_contraction && K * N <= 32768);
   static constexpr std::int64_t Mc = ta ? sa.dim[ra - 1] : sa.dim[ra - 2];  // M of a batch contraction (static)
   static constexpr bool packet_contraction = batch_contraction && ta && !tb && std::is_same_v<T, float> && Mc * N <= 4096 &&
                                              contraction_orientation<Mc, N>() != 0;
@@ -359,7 +366,7 @@ template <class P, int G> struct matmul_group {
     }
   };
 
-  // b in the layout its kernel reads: [N,K] for the narrow kernel, [K,N] for the small one
+  // b in the layout its kernel reads: [N,K] for the narrow kernel, [K,N] for the others
   static void pack(const T* b, float* out) {
     if constexpr (narrow_kernel)
       for (std::int64_t n = 0; n < N; ++n)
@@ -377,6 +384,7 @@ template <class P, int G> struct matmul_group {
     if constexpr (narrow_kernel) narrow_gemm_rows<K, N>(a, b, cb, m0, m1);
     else if constexpr (epilogue_in_registers) small_gemm_rows<K, N>(a, b, cb, m0, m1, epilogue_tiles{ctx, c, bi * M * N});
     else if constexpr (small_kernel) small_gemm_rows<K, N>(a, b, cb, m0, m1, store_tiles{cb, N});
+    else if constexpr (blocked_kernel) blocked_gemm_rows<ta, tb && !pack_b>(a, b, cb, M, N, k, m0, m1);
     else eigen_gemm_rows<T, ta, tb>(a, b, cb, M, N, k, m0, m1);
   }
 
@@ -449,6 +457,39 @@ template <class P, int G> struct matmul_group {
     parallel_range(tasks, block * N * Kr * 2, [&](std::int64_t t0, std::int64_t t1) {
       for (std::int64_t t = t0; t < t1; ++t) task(t);
     });
+  }
+
+  // Whether the product splits over the batch, sample by sample: a [?,M,K] or [?,K] a (not
+  // transposed) times one static b, so that samples [b0, b1) of c need only samples [b0, b1)
+  // of a (batch_segments.hpp runs such products a few samples at a time through a chain).
+  static constexpr bool per_sample = !ta && !batch_contraction && !fold && rb == 2 && std::is_same_v<T, float> &&
+                                     sa.dim[0] == batch && [] {
+                                       for (int d = 1; d < sa.rank; ++d)
+                                         if (sa.dim[d] == batch) return false;
+                                       return true;
+                                     }();
+  // Samples [b0, b1) of c (and of the epilogue), on the calling thread.
+  static void run_samples(const context& ctx, std::int64_t b0, std::int64_t b1) requires per_sample {
+    const T* a = static_cast<const T*>(ctx.values[mm.in[0]]);
+    const T* b = static_cast<const T*>(ctx.values[mm.in[1]]);
+    T* c = static_cast<T*>(ctx.values[M_node]);
+    [[maybe_unused]] alignas(64) float packed[pack_b ? K * N : 1];
+    if constexpr (pack_b) pack(b, packed);
+    const T* bk = pack_b ? packed : b;
+    // rows [r0, r1) of batch entry bi (of M rows each)
+    auto rows_of = [&](std::int64_t bi, std::int64_t M, std::int64_t r0, std::int64_t r1) {
+      for (std::int64_t m0 = r0; m0 < r1; m0 += row_block) {
+        const std::int64_t m1 = std::min(r1, m0 + row_block);
+        rows(ctx, a + (ra == 3 ? bi * M * K : 0), bk, c, bi, M, K, m0, m1);
+        if constexpr (grp.anchor >= 0 && !epilogue_in_registers) {
+          const std::int64_t begin = (bi * M + m0) * N, end = (bi * M + m1) * N;
+          epilogue::run(ctx, c + begin, begin, end);
+        }
+      }
+    };
+    if constexpr (ra == 3)
+      for (std::int64_t bi = b0; bi < b1; ++bi) rows_of(bi, sa.dim[1], 0, sa.dim[1]);
+    else rows_of(0, ctx.batch, b0, b1);
   }
 };
 

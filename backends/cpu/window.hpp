@@ -241,34 +241,39 @@ template <class P, int G> struct window_group {
       }
   }
 
-  static void run(const context& ctx) {
+  // Images [b0, b1) of the batch (the whole op is a loop over images; batch_segments.hpp also
+  // runs a few images at a time through a chain of ops).
+  static void run_samples(const context& ctx, std::int64_t b0, std::int64_t b1) {
     T* out = static_cast<T*>(ctx.values[root]);
     const T* in0 = static_cast<const T*>(ctx.values[n.in[0]]);
-    const std::int64_t images = n.out.extent(0, ctx.batch);
-    // cost per image: the elements it touches
-    constexpr std::int64_t cost = n.kind == op::im2col || n.kind == op::col2im ? Ho * Wo * window_size : Ho * Wo * KH * KW * C + image_size;
-    parallel_range(images, cost, [&](std::int64_t b0, std::int64_t b1) {
-      for (std::int64_t b = b0; b < b1; ++b) {
-        if constexpr (n.kind == op::im2col) {
-          im2col_image(in0 + b * image_size, out + b * Ho * Wo * window_size);
-        } else if constexpr (n.kind == op::col2im) {
-          col2im_image(in0 + b * Ho * Wo * window_size, out + b * image_size);
-        } else if constexpr (n.kind == op::max_pool) {
-          T* y = out + b * pooled_size;
-          argmax_image(in0 + b * image_size, [&](std::int64_t o, const std::int32_t*, const T* best, std::int64_t cn) {
-            std::copy(best, best + cn, y + o);
-          });
-        } else if constexpr (n.kind == op::max_pool_grad) {  // g [?,Ho,Wo,C] -> dx [?,H,W,C]
-          max_pool_grad_image(in0 + b * image_size, static_cast<const T*>(ctx.values[n.in[1]]) + b * pooled_size, out + b * image_size);
-        } else {  // max_pool_select: g [?,H,W,C] -> [?,Ho,Wo,C]
-          const T* g = static_cast<const T*>(ctx.values[n.in[1]]) + b * image_size;
-          T* y = out + b * pooled_size;
-          argmax_image(in0 + b * image_size, [&](std::int64_t o, const std::int32_t* at, const T* best, std::int64_t cn) {
-            for (std::int64_t c = 0; c < cn; ++c) y[o + c] = at[c] >= 0 && (!w.positive_only || best[c] > T(0)) ? g[at[c]] : T(0);
-          });
-        }
+    for (std::int64_t b = b0; b < b1; ++b) {
+      if constexpr (n.kind == op::im2col) {
+        im2col_image(in0 + b * image_size, out + b * Ho * Wo * window_size);
+      } else if constexpr (n.kind == op::col2im) {
+        col2im_image(in0 + b * Ho * Wo * window_size, out + b * image_size);
+      } else if constexpr (n.kind == op::max_pool) {
+        T* y = out + b * pooled_size;
+        argmax_image(in0 + b * image_size, [&](std::int64_t o, const std::int32_t*, const T* best, std::int64_t cn) {
+          std::copy(best, best + cn, y + o);
+        });
+      } else if constexpr (n.kind == op::max_pool_grad) {  // g [?,Ho,Wo,C] -> dx [?,H,W,C]
+        max_pool_grad_image(in0 + b * image_size, static_cast<const T*>(ctx.values[n.in[1]]) + b * pooled_size, out + b * image_size);
+      } else {  // max_pool_select: g [?,H,W,C] -> [?,Ho,Wo,C]
+        const T* g = static_cast<const T*>(ctx.values[n.in[1]]) + b * image_size;
+        T* y = out + b * pooled_size;
+        argmax_image(in0 + b * image_size, [&](std::int64_t o, const std::int32_t* at, const T* best, std::int64_t cn) {
+          for (std::int64_t c = 0; c < cn; ++c) y[o + c] = at[c] >= 0 && (!w.positive_only || best[c] > T(0)) ? g[at[c]] : T(0);
+        });
       }
-    });
+    }
+  }
+
+  // cost per image: the elements it touches
+  static constexpr std::int64_t cost_per_sample =
+      n.kind == op::im2col || n.kind == op::col2im ? Ho * Wo * window_size : Ho * Wo * KH * KW * C + image_size;
+
+  static void run(const context& ctx) {
+    parallel_range(n.out.extent(0, ctx.batch), cost_per_sample, [&](std::int64_t b0, std::int64_t b1) { run_samples(ctx, b0, b1); });
   }
 };
 

@@ -99,14 +99,14 @@ TEST_CASE("ops.matmul.small_kernel") {
 
 // The cache-blocked f32 kernel (backends/cpu/gemm.hpp): K in several blocks of equal depth, a
 // partial last panel of columns, row tiles with a shorter last tile, row blocks on several
-// threads, a transposed b packed once (K*N <= 32768) or panel by panel (larger); f64 goes to Eigen.
+// threads, a transposed b transposed once (K*N <= 32768); a larger transposed b and f64 go to Eigen.
 TEST_CASE("ops.matmul.blocked_kernel") {
   check_mm2<f32, 3, 784, 300, false, false>(1e-6);     // 4 K blocks of 196, a partial panel, 3 rows
   check_mm2<f32, 130, 64, 600, false, false>(1e-6);    // K*N = 38400: 3 row blocks
   check_mm2<f32, 67, 50, 40, true, true>(1e-6);        // both transposed, b transposed once
-  check_mm2<f32, 100, 300, 784, false, true>(1e-6);    // b^T of 235,200: packed panel by panel, 2 K blocks
+  check_mm2<f32, 100, 300, 784, false, true>(1e-6);    // b^T of 235,200: Eigen
   check_mm2<f32, 61, 513, 97, true, false>(1e-6);      // a^T, 3 K blocks of 171
-  check_mm2<f32, 29, 260, 150, true, true>(1e-6);      // both transposed, K*N = 39000: packed panels
+  check_mm2<f32, 29, 260, 150, true, true>(1e-6);      // both transposed, K*N = 39000: Eigen
   check_mm2<f32, 200, 300, 64, false, true>(1e-6);     // a conv layer's input gradient: dy W^T, W^T once
   check_mm2<f64, 65, 300, 120, false, false>(1e-14);
 }

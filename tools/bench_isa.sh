@@ -38,7 +38,7 @@ for isa in "${isas[@]}"; do
   value() { sed -n "s/^$1: //p" "$out" | head -n 1; }
   awk -v k="$(value dense_b1_kiln_1t_us)" -v e="$(value dense_b1_eigen_1t_us)" -v t="$tag" \
     'BEGIN { printf "%s_dense_b1_kiln_1t_vs_eigen_time_ratio: %.3g\n%s_dense_b1_kiln_never_slower_than_eigen: %s\n", t, k / e, t, (k <= e ? "yes" : "no") }'
-  for p in mlp_forward_100x784x300 mlp_weight_grad_784x100x300 input_grad_100x300x784; do
+  for p in mlp_forward_100x784x300 mlp_weight_grad_784x100x300; do
     awk -v k="$(value kiln_gflops_$p)" -v e="$(value eigen_gflops_$p)" -v peak="$(value peak_fma_gflops_1t)" -v t="$tag" -v p="$p" \
       'BEGIN { printf "%s_gemm_%s_kiln_percent_of_1t_fma_peak: %.3g\n%s_gemm_%s_eigen_percent_of_1t_fma_peak: %.3g\n", t, p, 100 * k / peak, t, p, 100 * e / peak }'
   done

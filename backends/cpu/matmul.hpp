@@ -1,7 +1,7 @@
 // Matrix products on the CPU. Small products with static K and N use register-blocked packet
 // loops (no call overhead: batch-1 inference, the layers of a small policy network); larger ones
-// run the cache-blocked kernel of gemm.hpp (f32) or Eigen's GEMM (f64) on fixed row blocks in
-// parallel. A fused epilogue (bias, activation) runs on each row block right after it is
+// run the cache-blocked kernel of gemm.hpp (f32) or Eigen's GEMM (f64, and f32 with a large
+// transposed b) on fixed row blocks in parallel. A fused epilogue (bias, activation) runs on each row block right after it is
 // produced, while it is still in cache.
 //
 // The packet loops are written with Eigen's packet primitives rather than left to the
@@ -322,12 +322,13 @@ template <class P, int G> struct matmul_group {
   // into [K,N] first when small
   static constexpr bool small_kernel = f32_static_k && !narrow_kernel && (tb ? K * N <= 4096 : K * N <= 32768);
   // (a b of one row or one column is the same array either way)
-  // the rest in f32: the cache-blocked kernel (gemm.hpp), which reads an untransposed b in place
-  // and packs a transposed one panel by panel; a static transposed b of up to 128 KiB is
-  // transposed once here instead, not once per row block (a conv layer's input gradient: dy W^T)
-  static constexpr bool blocked_kernel = std::is_same_v<T, float> && !narrow_kernel && !small_kernel;
-  static constexpr bool pack_b = (((narrow_kernel && !tb) || (small_kernel && tb)) && K > 1 && N > 1) ||
-                                 (blocked_kernel && tb && !batch_contraction && K * N <= 32768);
+  // the rest in f32: the cache-blocked kernel (gemm.hpp) for an untransposed b, or a static
+  // transposed b of up to 128 KiB transposed once here (a conv layer's input gradient: dy W^T);
+  // larger transposed b: Eigen's GEMM
+  static constexpr bool transpose_once = std::is_same_v<T, float> && !narrow_kernel && !small_kernel && tb && !batch_contraction &&
+                                         K * N <= 32768;
+  static constexpr bool blocked_kernel = std::is_same_v<T, float> && !narrow_kernel && !small_kernel && (!tb || transpose_once);
+  static constexpr bool pack_b = (((narrow_kernel && !tb) || (small_kernel && tb)) && K > 1 && N > 1) || transpose_once;
   static constexpr std::int64_t Mc = ta ? sa.dim[ra - 1] : sa.dim[ra - 2];  // M of a batch contraction (static)
   static constexpr bool packet_contraction = batch_contraction && ta && !tb && std::is_same_v<T, float> && Mc * N <= 4096 &&
                                              contraction_orientation<Mc, N>() != 0;
@@ -384,7 +385,7 @@ template <class P, int G> struct matmul_group {
     if constexpr (narrow_kernel) narrow_gemm_rows<K, N>(a, b, cb, m0, m1);
     else if constexpr (epilogue_in_registers) small_gemm_rows<K, N>(a, b, cb, m0, m1, epilogue_tiles{ctx, c, bi * M * N});
     else if constexpr (small_kernel) small_gemm_rows<K, N>(a, b, cb, m0, m1, store_tiles{cb, N});
-    else if constexpr (blocked_kernel) blocked_gemm_rows<ta, tb && !pack_b>(a, b, cb, M, N, k, m0, m1);
+    else if constexpr (blocked_kernel) blocked_gemm_rows<ta>(a, b, cb, M, N, k, m0, m1);
     else eigen_gemm_rows<T, ta, tb>(a, b, cb, M, N, k, m0, m1);
   }
 

@@ -17,6 +17,11 @@ TEST_CASE("vision_models.mnist_cnn.batch_tiling_changes_nothing") {
   check_batch_tiling_changes_nothing<models::mnist_cnn_train, models::mnist_cnn_infer>(13);
 }
 
+TEST_CASE("vision_models.mlp.tiled_optimizer_updates_change_nothing") {
+  // no image op: the only segments are Adam's m, v and w updates of the [784,300] kernel
+  check_batch_tiling_changes_nothing<models::mlp_train, models::mlp_infer>(37);
+}
+
 TEST_CASE("vision_models.mnist_cnn.one_adam_step_lowers_the_loss") {
   variables store;
   auto train = compile<cpu>(models::mnist_cnn_train{}, &store);

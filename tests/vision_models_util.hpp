@@ -69,19 +69,20 @@ template <class Train, class Infer> std::vector<double> train_on_one_batch(varia
   return losses;
 }
 
-// Batch tiling (backends/cpu/batch_segments.hpp) changes the order in which groups visit the
-// samples, never what is computed: two train steps at batch n with and without it must agree bit
-// for bit in every output and every variable. n not a multiple of the tile leaves a short tile.
+// Tiled segments (backends/cpu/batch_segments.hpp: conv chains by samples, optimizer updates by
+// element chunks) change the order in which groups visit the data, never what is computed: two
+// train steps at batch n with and without them must agree bit for bit in every output and every
+// variable. n not a multiple of the tile leaves a short tile.
 template <class Train, class Infer> void check_batch_tiling_changes_nothing(std::int64_t n) {
   variables tiled_store, plain_store;
   auto tiled = compile<cpu>(Train{}, &tiled_store);
   auto plain = compile<cpu>(Train{}, &plain_store);
-  plain.set_batch_tiling(false);
+  plain.set_tiling(false);
   auto tiled_infer = compile<cpu>(Infer{}, &tiled_store);
   auto plain_infer = compile<cpu>(Infer{}, &plain_store);
-  plain_infer.set_batch_tiling(false);
+  plain_infer.set_tiling(false);
   // the train graph has segments: the test runs the tiled path
-  REQUIRE(decltype(tiled)::batch_segment_count() > 0);
+  REQUIRE(decltype(tiled)::tiled_segment_count() > 0);
   const batch_data b = make_batch(n, 7);
   const std::vector<feed> feeds = {{"images", view(b.images, {n, 28, 28, 1})}, {"labels", view(b.labels, {n})}};
   auto same_bits = [](std::span<const float> x, std::span<const float> y) {

@@ -16,6 +16,10 @@
 // write into it. Interleaving groups tile by tile would break that, so a segment is cut wherever a
 // group writes a buffer that another group of the segment reads or writes for a different value
 // (storage_conflict); an elementwise loop writing over its own input of the same shape is fine.
+//
+// Optimizer updates run the same way over elements: consecutive assigns to variables of one shape
+// (Adam's m, v and w of a layer) go chunk by chunk, each chunk through all of them, so that w's
+// update reads the new m and v from L1 instead of from another pass over memory.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -30,6 +34,9 @@ namespace kiln::cpu_detail {
 // A tile's values (every group's output for its samples) fit in this many bytes where they can:
 // half a Zen 3 L2 (512 KiB), a quarter of a Zen 5's.
 inline constexpr std::int64_t segment_tile_bytes = 256 << 10;
+// Elements per chunk of interleaved assigns: 8 KiB of each array, a few arrays in L1. Variables
+// of fewer than two chunks run as before (nothing to gain).
+inline constexpr std::int64_t assign_chunk = 2048;
 
 constexpr bool batch_leading_only(const shape& s) {
   if (s.rank < 1 || s.dim[0] != batch) return false;
@@ -64,6 +71,15 @@ template <class P, int G> struct sample_kernel {
       auto* out = static_cast<typename loop::out_t*>(ctx.values[g.root]);
       loop::run(ctx, out + b0 * sample_elements, b0 * sample_elements, b1 * sample_elements);
     }
+  }
+};
+
+// Assign group G over elements [b, e) of its variable.
+template <class P, int G> struct assign_kernel {
+  static constexpr const node& a = P::nodes[std::size_t(P::plan.groups[std::size_t(G)].root)];
+  using loop = fused_expr<P, G, a.in[1], P::plan.groups[std::size_t(G)].root>;
+  static void run(const context& ctx, std::int64_t b, std::int64_t e) {
+    loop::run(ctx, static_cast<typename loop::out_t*>(ctx.values[a.in[0]]) + b, b, e);
   }
 };
 
@@ -121,16 +137,59 @@ template <class P> struct batch_segments {
     return false;
   }
 
+  // The variable shape of the assign at schedule position s, or a rank -1 shape for other groups.
+  static constexpr shape assigned_shape(int s) {
+    const group_info& g = P::plan.groups[std::size_t(P::plan.schedule[std::size_t(s)])];
+    if (g.kind != group_kind::assign) {
+      shape none;
+      none.rank = -1;
+      return none;
+    }
+    return P::nodes[std::size_t(P::nodes[std::size_t(g.root)].in[0])].out;
+  }
+  // Whether the assigns at [s0, s1), all to variables of shape S, can run chunk by chunk: what one
+  // of them writes (its variable) another may read only element for element (same shape), never
+  // broadcast; they write no arena buffer.
+  static constexpr bool assigns_interleave(int s0, int s1) {
+    const shape S = assigned_shape(s0);
+    for (int s = s0; s < s1; ++s) {
+      if (!(assigned_shape(s) == S)) return false;
+      for (int t = s0; t < s1; ++t) {
+        const int gr = P::plan.schedule[std::size_t(t)];
+        const int var = P::nodes[std::size_t(P::plan.groups[std::size_t(P::plan.schedule[std::size_t(s)])].root)].in[0];
+        bool bad = false;
+        for_each_read(gr, [&](int v) {
+          if (P::plan.storage_root(v) == var && !(P::nodes[std::size_t(v)].out == S)) bad = true;
+        });
+        if (bad) return false;
+      }
+    }
+    return true;
+  }
+
   struct table {
     std::array<int, std::size_t(n) + 1> end{};  // at a segment's first position: one past its last; else -1
     std::array<bool, std::size_t(n) + 1> inside{};
-    std::array<std::int64_t, std::size_t(n) + 1> tile{};
+    std::array<bool, std::size_t(n) + 1> over_elements{};  // at a segment's first position: assigns, chunked by element
+    std::array<std::int64_t, std::size_t(n) + 1> tile{};   // samples per tile, or elements per chunk
   };
   static constexpr table segments = [] {
     table t;
     t.end.fill(-1);
     int s = 0;
     while (s < n) {
+      if (const shape S = assigned_shape(s); S.rank >= 0) {
+        int e = s + 1;
+        while (e < n && assigns_interleave(s, e + 1)) ++e;
+        if (e - s >= 2 && S.static_elements() >= 2 * assign_chunk) {
+          t.end[std::size_t(s)] = e;
+          t.over_elements[std::size_t(s)] = true;
+          t.tile[std::size_t(s)] = assign_chunk;
+          for (int q = s + 1; q < e; ++q) t.inside[std::size_t(q)] = true;
+        }
+        s = e;
+        continue;
+      }
       int e = s;
       while (e < n && splits[std::size_t(P::plan.schedule[std::size_t(e)])] && !storage_conflict(s, e + 1)) ++e;
       bool has_window = false;
@@ -159,8 +218,25 @@ template <class P> struct batch_segments {
     return c;
   }();
 
-  // The groups at schedule positions [S0, S1), tile by tile.
+  // The groups at schedule positions [S0, S1), tile by tile (or chunk by chunk).
   template <int S0, int S1> static void run(const context& ctx) {
+    if constexpr (segments.over_elements[std::size_t(S0)]) {
+      constexpr std::int64_t chunk = segments.tile[std::size_t(S0)];
+      constexpr std::int64_t elements = assigned_shape(S0).static_elements();
+      parallel_range((elements + chunk - 1) / chunk, chunk * 4 * (S1 - S0), [&](std::int64_t c0, std::int64_t c1) {
+        for (std::int64_t c = c0; c < c1; ++c) {
+          const std::int64_t b = c * chunk, e = std::min(elements, b + chunk);
+          [&]<int... I>(std::integer_sequence<int, I...>) {
+            (assign_kernel<P, P::plan.schedule[std::size_t(S0 + I)]>::run(ctx, b, e), ...);
+          }(std::make_integer_sequence<int, S1 - S0>{});
+        }
+      });
+      return;
+    } else {
+      run_samples<S0, S1>(ctx);
+    }
+  }
+  template <int S0, int S1> static void run_samples(const context& ctx) {
     constexpr std::int64_t tile = segments.tile[std::size_t(S0)];
     const std::int64_t samples = ctx.batch;
     const std::int64_t tiles = (samples + tile - 1) / tile;

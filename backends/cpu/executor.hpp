@@ -96,10 +96,11 @@ template <class P> class cpu_executor {
   void pull_variables() {}
   void push_variables() {}
   void mark_host_written(std::string_view) {}
-  // Batch tiling of convolutional chains (batch_segments.hpp), on by default. Off, every group
-  // passes over the whole batch in turn; the results are the same bit for bit (tests compare).
-  void set_batch_tiling(bool on) { batch_tiling_ = on; }
-  static constexpr int batch_segment_count() { return cpu_detail::batch_segments<P>::count; }
+  // Tiled segments (batch_segments.hpp: convolutional chains a few samples at a time, a layer's
+  // optimizer updates chunk by chunk), on by default. Off, every group passes over all its data
+  // in turn; the results are the same bit for bit (tests compare).
+  void set_tiling(bool on) { tiling_ = on; }
+  static constexpr int tiled_segment_count() { return cpu_detail::batch_segments<P>::count; }
   std::int64_t arena_allocations() const { return arena_allocations_; }
   std::size_t arena_bytes() const { return arena_.size(); }
 
@@ -136,15 +137,15 @@ template <class P> class cpu_executor {
   };
 
  private:
-  // The schedule, with the batch segments (batch_segments.hpp) run tile by tile: a segment's
+  // The schedule, with the tiled segments (batch_segments.hpp) run tile by tile: a segment's
   // first position runs the whole segment, its other positions nothing.
   using segments = cpu_detail::batch_segments<P>;
   template <std::size_t S> void run_position(kernels& k) {
     if constexpr (segments::segments.end[S] >= 0) {
-      if (batch_tiling_) segments::template run<int(S), segments::segments.end[S]>(k.ctx);
+      if (tiling_) segments::template run<int(S), segments::segments.end[S]>(k.ctx);
       else run_group<P, plan.schedule[S]>(k);
     } else if constexpr (segments::segments.inside[S]) {
-      if (!batch_tiling_) run_group<P, plan.schedule[S]>(k);
+      if (!tiling_) run_group<P, plan.schedule[S]>(k);
     } else {
       run_group<P, plan.schedule[S]>(k);
     }
@@ -242,7 +243,7 @@ template <class P> class cpu_executor {
   aligned_buffer arena_;
   aligned_buffer rollback_;
   std::int64_t arena_batch_ = -1;
-  bool batch_tiling_ = true;
+  bool tiling_ = true;
   std::int64_t arena_allocations_ = 0;
   run_outputs<P::NO> outputs_{};
 };

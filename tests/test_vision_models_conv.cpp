@@ -43,3 +43,7 @@ TEST_CASE("vision_models.conv_heads.fc_with_dropout") {
   CHECK(store.at("head_dropout/counter").ref().as<std::int64_t>().flat()[0] == 6);
   check_loss_falls(losses);
 }
+
+TEST_CASE("vision_models.conv_heads.tiling_changes_nothing") {
+  check_batch_tiling_changes_nothing<models::conv_head_train<models::head::fc, true>, models::conv_head_infer<models::head::fc, true>>(11);
+}

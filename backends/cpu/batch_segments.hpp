@@ -10,7 +10,7 @@
 //
 // Results are bit for bit those of the untiled schedule: every group in a segment computes each
 // sample from the same sample of its inputs, in the same order within the sample. The tiles run
-// in parallel; the tile size depends on the shapes (and the batch), never on the threads.
+// in parallel; the tile size depends only on the shapes, never on the threads.
 //
 // Memory: the arena gives a buffer back once its last reader has run, and the next group may
 // write into it. Interleaving groups tile by tile would break that, so a segment is cut wherever a

@@ -462,9 +462,12 @@ template <class P, int G> struct matmul_group {
 
   // Whether the product splits over the batch, sample by sample: a [?,M,K] or [?,K] a (not
   // transposed) times one static b, so that samples [b0, b1) of c need only samples [b0, b1)
-  // of a (batch_segments.hpp runs such products a few samples at a time through a chain).
+  // of a (batch_segments.hpp runs such products a few samples at a time through a chain), and
+  // with a kernel whose sums for a row do not depend on which rows it runs with (the small and
+  // the blocked kernel; not the narrow one, which sums a block of rows' lanes differently from a
+  // row left over, nor Eigen's, whose blocking depends on M), so that tiles change no bit.
   static constexpr bool per_sample = !ta && !batch_contraction && !fold && rb == 2 && std::is_same_v<T, float> &&
-                                     sa.dim[0] == batch && [] {
+                                     (small_kernel || blocked_kernel) && sa.dim[0] == batch && [] {
                                        for (int d = 1; d < sa.rank; ++d)
                                          if (sa.dim[d] == batch) return false;
                                        return true;

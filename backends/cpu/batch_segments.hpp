@@ -56,11 +56,7 @@ template <class P, int G> struct sample_kernel {
     else if constexpr (g.kind == group_kind::elementwise) return batch_leading_only(root.out);
     else return false;
   }();
-  static constexpr std::int64_t sample_elements = [] {
-    std::int64_t e = 1;
-    for (int d = 1; d < root.out.rank; ++d) e *= root.out.dim[d];
-    return e;
-  }();
+  static constexpr std::int64_t sample_elements = root.out.static_elements();  // (the batch dim counts 1)
   static constexpr std::int64_t sample_bytes = sample_elements * std::int64_t(size_of(root.type));
 
   static void run(const context& ctx, std::int64_t b0, std::int64_t b1) {
@@ -231,7 +227,6 @@ template <class P> struct batch_segments {
           }(std::make_integer_sequence<int, S1 - S0>{});
         }
       });
-      return;
     } else {
       run_samples<S0, S1>(ctx);
     }

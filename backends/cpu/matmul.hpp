@@ -1,8 +1,8 @@
 // Matrix products on the CPU. Small products with static K and N use register-blocked packet
 // loops (no call overhead: batch-1 inference, the layers of a small policy network); larger ones
 // run the cache-blocked kernel of gemm.hpp (f32) or Eigen's GEMM (f64, and f32 with a large
-// transposed b) on fixed row blocks in parallel. A fused epilogue (bias, activation) runs on each row block right after it is
-// produced, while it is still in cache.
+// transposed b) on fixed row blocks in parallel. A fused epilogue (bias, activation) runs on each
+// row block right after it is produced, while it is still in cache.
 //
 // The packet loops are written with Eigen's packet primitives rather than left to the
 // auto-vectorizer: g++ -O2 does not vectorize loops whose trip count is only known at run time,
@@ -389,6 +389,16 @@ template <class P, int G> struct matmul_group {
     else eigen_gemm_rows<T, ta, tb>(a, b, cb, M, N, k, m0, m1);
   }
 
+  // rows() and then, where it does not run from the registers, the epilogue over those rows
+  static void rows_and_epilogue(const context& ctx, const T* a, const T* b, T* c, std::int64_t bi, std::int64_t M, std::int64_t k,
+                                std::int64_t m0, std::int64_t m1) {
+    rows(ctx, a, b, c, bi, M, k, m0, m1);
+    if constexpr (grp.anchor >= 0 && !epilogue_in_registers) {
+      const std::int64_t begin = (bi * M + m0) * N, end = (bi * M + m1) * N;
+      epilogue::run(ctx, c + begin, begin, end);
+    }
+  }
+
   // A long contraction (a conv layer's weight gradient: K = batch · output pixels) in fixed chunks
   // of rows, one partial product each, summed in chunk order: the threads share the work and the
   // result does not depend on how many there are. A chunk's rows stay in L2 across the kernel's
@@ -443,15 +453,11 @@ template <class P, int G> struct matmul_group {
       if constexpr (pack_b && rb == 3) {
         alignas(64) float packed[K * N];
         pack(bb, packed);
-        rows(ctx, ab, packed, c, bi, M, Kr, m0, m1);
+        rows_and_epilogue(ctx, ab, packed, c, bi, M, Kr, m0, m1);
       } else if constexpr (pack_b) {
-        rows(ctx, ab, shared_packed, c, bi, M, Kr, m0, m1);
+        rows_and_epilogue(ctx, ab, shared_packed, c, bi, M, Kr, m0, m1);
       } else {
-        rows(ctx, ab, bb, c, bi, M, Kr, m0, m1);
-      }
-      if constexpr (grp.anchor >= 0 && !epilogue_in_registers) {
-        const std::int64_t begin = (bi * M + m0) * N, end = (bi * M + m1) * N;
-        epilogue::run(ctx, c + begin, begin, end);
+        rows_and_epilogue(ctx, ab, bb, c, bi, M, Kr, m0, m1);
       }
     };
     const std::int64_t tasks = batches * blocks_per_batch;
@@ -482,14 +488,8 @@ template <class P, int G> struct matmul_group {
     const T* bk = pack_b ? packed : b;
     // rows [r0, r1) of batch entry bi (of M rows each)
     auto rows_of = [&](std::int64_t bi, std::int64_t M, std::int64_t r0, std::int64_t r1) {
-      for (std::int64_t m0 = r0; m0 < r1; m0 += row_block) {
-        const std::int64_t m1 = std::min(r1, m0 + row_block);
-        rows(ctx, a + (ra == 3 ? bi * M * K : 0), bk, c, bi, M, K, m0, m1);
-        if constexpr (grp.anchor >= 0 && !epilogue_in_registers) {
-          const std::int64_t begin = (bi * M + m0) * N, end = (bi * M + m1) * N;
-          epilogue::run(ctx, c + begin, begin, end);
-        }
-      }
+      for (std::int64_t m0 = r0; m0 < r1; m0 += row_block)
+        rows_and_epilogue(ctx, a + (ra == 3 ? bi * M * K : 0), bk, c, bi, M, K, m0, std::min(r1, m0 + row_block));
     };
     if constexpr (ra == 3)
       for (std::int64_t bi = b0; bi < b1; ++bi) rows_of(bi, sa.dim[1], 0, sa.dim[1]);
